@@ -1,0 +1,5 @@
+#include "bodies/kernels_body.h"
+
+namespace nbsgd::test {
+NBSGD_BACKEND_SUITE(KernelsTest, Backend::Cuda);
+}

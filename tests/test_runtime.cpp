@@ -1,0 +1,121 @@
+#include "bodies/runtime_body.h"
+
+#include "runtime/check.h"
+
+namespace nbsgd::test {
+
+NBSGD_BACKEND_SUITE(RuntimeTest, Backend::Host);
+
+// ---- host-only: the virtual clock and error propagation
+
+Stream virtual_stream(const char* name) {
+  StreamOptions o;
+  o.name = name;
+  o.clock = ClockKind::Virtual;
+  return Stream::host(o);
+}
+
+TEST(VirtualClock, HoldAdvancesOnlyModelledTime) {
+  Stream s = virtual_stream("v");
+  Event a(Backend::Host, 0), b(Backend::Host, 0);
+  s.record(a);
+  s.hold(0.25);
+  s.host_task([] { std::this_thread::sleep_for(std::chrono::milliseconds(5)); }, 0.125);
+  s.record(b);
+  s.synchronize();
+  EXPECT_EQ(a.host_timestamp(), 0.0);
+  EXPECT_EQ(b.host_timestamp(), 0.375);  // exact: real sleeping does not count
+  EXPECT_EQ(Event::elapsed_s(a, b), 0.375);
+  EXPECT_EQ(s.host_time(), 0.375);
+}
+
+TEST(VirtualClock, WaitTakesTheLaterOfTwoStreams) {
+  Stream a = virtual_stream("a"), b = virtual_stream("b");
+  Event ea(Backend::Host, 0), eb(Backend::Host, 0), eb2(Backend::Host, 0);
+  a.hold(1.0);
+  a.record(ea);
+  b.hold(0.5);
+  b.wait(ea);  // b is now at max(0.5, 1.0)
+  b.hold(0.25);
+  b.record(eb);
+  b.wait(ea);  // already later than ea: no change
+  b.record(eb2);
+  b.synchronize();
+  EXPECT_EQ(eb.host_timestamp(), 1.25);
+  EXPECT_EQ(eb2.host_timestamp(), 1.25);
+}
+
+TEST(VirtualClock, ReRecordedEventKeepsTheGenerationAWaitSaw) {
+  Stream a = virtual_stream("a"), b = virtual_stream("b");
+  Event e(Backend::Host, 0), done(Backend::Host, 0);
+  std::atomic<bool> release{false};
+  a.hold(1.0);
+  a.record(e);  // generation 1 at t=1
+  b.wait(e);    // ordered after generation 1
+  b.record(done);
+  a.host_task([&] {
+    while (!release.load()) std::this_thread::yield();
+  });
+  a.hold(5.0);
+  a.record(e);  // generation 2 at t=6
+  release = true;
+  b.synchronize();
+  a.synchronize();
+  EXPECT_EQ(done.host_timestamp(), 1.0);
+  EXPECT_EQ(e.host_timestamp(), 6.0);
+}
+
+TEST(VirtualClock, SameWorkGivesSameTimesTwice) {
+  auto run = [] {
+    Stream a = virtual_stream("a"), b = virtual_stream("b");
+    Event e(Backend::Host, 0), f(Backend::Host, 0);
+    for (int i = 0; i < 100; ++i) {
+      a.host_task([] {}, 0.001 * (i % 7));
+      if (i % 10 == 0) {
+        a.record(e);
+        b.wait(e);
+      }
+      b.hold(0.0003 * (i % 3));
+    }
+    b.record(f);
+    b.synchronize();
+    return f.host_timestamp();
+  };
+  EXPECT_EQ(run(), run());
+}
+
+TEST(HostStream, TaskErrorSurfacesAtSynchronize) {
+  Stream s = Stream::host({});
+  s.host_task([] { throw Error("boom"); });
+  int after = 0;
+  s.host_task([&] { after = 1; });
+  EXPECT_THROW(s.synchronize(), Error);
+  EXPECT_EQ(after, 1);
+  EXPECT_NO_THROW(s.synchronize());  // reported once
+}
+
+TEST(Devices, BadDeviceIndexNamesTheFlag) {
+  DeviceList l = host_devices(4, "test");
+  try {
+    select_devices(l, "0,7");
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("--devices"), std::string::npos) << m;
+    EXPECT_NE(m.find("device 7 does not exist"), std::string::npos) << m;
+  }
+  EXPECT_THROW(select_devices(l, "x"), InputError);
+  EXPECT_THROW(select_devices(l, "0:1.5"), InputError);
+  DeviceList two = select_devices(l, "3,1");
+  ASSERT_EQ(two.devices.size(), 2u);
+  EXPECT_EQ(two.devices[0].ordinal, 3);
+  EXPECT_EQ(two.devices[1].index, 1);
+}
+
+TEST(Devices, VirtualClockOnCudaDeviceIsRefused) {
+  Device d;
+  d.backend = Backend::Cuda;
+  EXPECT_THROW(DeviceContext(d, ClockKind::Virtual), InputError);
+}
+
+}  // namespace nbsgd::test
