@@ -11,7 +11,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   nbsgd::cli::Runner run;
   nbsgd::cli::add_devices_command(app, run);
-  // nbsgd::cli::add_topology_command(app, run);  // LEAD: enabled once cmd_topology.cpp lands
+  nbsgd::cli::add_topology_command(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
