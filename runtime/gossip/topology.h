@@ -54,9 +54,10 @@ bool is_connected(const Graph& g);
 // `er` without a seed uses seed 1.
 Graph parse_topology(const std::string& spec, int n);
 
-// Proper edge colouring by Misra-Gries: at most max_degree + 1 matchings, disjoint,
-// covering every edge. Empty colours are dropped; edges inside a matching ascend.
-// Deterministic (depends only on the graph).
+// Proper edge colouring into disjoint matchings covering every edge: the fewer-colour
+// result of Misra-Gries (at most max_degree + 1, Vizing's bound) and first-fit greedy
+// (which hits max_degree on even rings where Misra-Gries may not). Empty colours are
+// dropped; edges inside a matching ascend. Deterministic (depends only on the graph).
 std::vector<Matching> decompose_matchings(const Graph& g);
 
 }  // namespace nbsgd::gossip
