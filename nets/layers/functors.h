@@ -1,0 +1,351 @@
+// The element-wise and reduction math of the layers, written once: each functor
+// runs in a host loop (nets/layers/launch.h) or as a CUDA kernel (instantiated in
+// nets/cuda/layer_functors.cu). f(i) handles index i of the launch; the comment on
+// each says what i ranges over.
+//
+// Index conventions: a tensor of n samples of shape C x HW (HW = H*W, 1 for a
+// feature vector) has element (s, c, p) at (s*C + c)*HW + p.
+#pragma once
+
+#include <math.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/hd.h"
+
+namespace nbsgd::nets {
+
+// dst = src, or dst += src (residual gradients, gradient accumulation). i: element.
+struct CopyOrAddOp {
+  const float* src;
+  float* dst;
+  bool accumulate;
+  NBSGD_HD void operator()(size_t i) const { dst[i] = accumulate ? dst[i] + src[i] : src[i]; }
+};
+
+// y = a + b (residual add). i: element.
+struct AddOp {
+  const float* a;
+  const float* b;
+  float* y;
+  NBSGD_HD void operator()(size_t i) const { y[i] = a[i] + b[i]; }
+};
+
+// i: element.
+struct ReluForwardOp {
+  const float* x;
+  float* y;
+  NBSGD_HD void operator()(size_t i) const { y[i] = x[i] > 0.0f ? x[i] : 0.0f; }
+};
+
+// The mask is taken from y (y > 0 exactly where x > 0). i: element.
+struct ReluBackwardOp {
+  const float* y;
+  const float* dy;
+  float* dx;
+  bool accumulate;
+  NBSGD_HD void operator()(size_t i) const {
+    const float g = y[i] > 0.0f ? dy[i] : 0.0f;
+    dx[i] = accumulate ? dx[i] + g : g;
+  }
+};
+
+// y[s, c, p] += b[c]. i: element.
+struct BiasAddOp {
+  float* y;
+  const float* b;
+  int channels;
+  int64_t hw;
+  NBSGD_HD void operator()(size_t i) const { y[i] += b[(int64_t(i) / hw) % channels]; }
+};
+
+// Per-channel partial sums, the first half of a two-pass reduction that keeps
+// enough threads busy on a GPU when there are few channels. Part p of channel c
+// sums the channel's elements m = p, p + parts, p + 2*parts, ... (m runs over the
+// n*HW elements of the channel, sample-major), of
+//   Sum:      a
+//   SqDev:    (a - shift[c])^2
+//   ProdDev:  a * (b - shift[c])
+// into partial[c*parts + p]. i: c*parts + p.
+enum class ChannelReduce { Sum, SqDev, ProdDev };
+struct ChannelPartialOp {
+  const float* a;
+  const float* b;
+  const float* shift;
+  float* partial;
+  ChannelReduce kind;
+  int n, channels, parts;
+  int64_t hw;
+  NBSGD_HD void operator()(size_t i) const {
+    const int c = int(i / size_t(parts));
+    const int p = int(i % size_t(parts));
+    const int64_t m_end = int64_t(n) * hw;
+    const float mu = shift ? shift[c] : 0.0f;
+    float acc = 0.0f;
+    for (int64_t m = p; m < m_end; m += parts) {
+      const int64_t s = m / hw, q = m - s * hw;
+      const int64_t at = (s * channels + c) * hw + q;
+      float v;
+      if (kind == ChannelReduce::Sum) {
+        v = a[at];
+      } else if (kind == ChannelReduce::SqDev) {
+        const float d = a[at] - mu;
+        v = d * d;
+      } else {
+        v = a[at] * (b[at] - mu);
+      }
+      acc += v;
+    }
+    partial[i] = acc;
+  }
+};
+
+// out[c] = scale * sum_p partial[c*parts + p]. i: channel.
+struct ChannelFinishOp {
+  const float* partial;
+  float* out;
+  int parts;
+  float scale;
+  NBSGD_HD void operator()(size_t c) const {
+    float acc = 0.0f;
+    for (int p = 0; p < parts; ++p) acc += partial[c * parts + p];
+    out[c] = acc * scale;
+  }
+};
+
+// BatchNorm2d, training, after the mean pass: the biased batch variance gives
+// invstd (used by forward and backward), the unbiased one updates the running
+// variance, as PyTorch does (momentum weighs the new value). i: channel.
+struct BnStatsOp {
+  const float* mean;
+  const float* sq_partial;  // SqDev partial sums around mean
+  float* invstd;
+  float* running_mean;
+  float* running_var;
+  int parts;
+  int64_t m;  // elements per channel, n*HW
+  float eps, momentum;
+  NBSGD_HD void operator()(size_t c) const {
+    float ss = 0.0f;
+    for (int p = 0; p < parts; ++p) ss += sq_partial[c * parts + p];
+    const float var = ss / float(m);
+    invstd[c] = 1.0f / sqrtf(var + eps);
+    const float unbiased = m > 1 ? ss / float(m - 1) : var;
+    running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean[c];
+    running_var[c] = (1.0f - momentum) * running_var[c] + momentum * unbiased;
+  }
+};
+
+// Eval mode: mean and invstd from the running statistics. i: channel.
+struct BnEvalStatsOp {
+  const float* running_mean;
+  const float* running_var;
+  float* mean;
+  float* invstd;
+  float eps;
+  NBSGD_HD void operator()(size_t c) const {
+    mean[c] = running_mean[c];
+    invstd[c] = 1.0f / sqrtf(running_var[c] + eps);
+  }
+};
+
+// y = gamma * (x - mean) * invstd + beta. i: element.
+struct BnApplyOp {
+  const float* x;
+  const float* mean;
+  const float* invstd;
+  const float* gamma;
+  const float* beta;
+  float* y;
+  int channels;
+  int64_t hw;
+  NBSGD_HD void operator()(size_t i) const {
+    const int c = int((int64_t(i) / hw) % channels);
+    y[i] = gamma[c] * (x[i] - mean[c]) * invstd[c] + beta[c];
+  }
+};
+
+// Parameter gradients from the partial sums of dy and dy*(x - mean):
+// dbeta = sum dy, dgamma = invstd * sum dy*(x - mean). i: channel.
+struct BnParamGradOp {
+  const float* dy_partial;
+  const float* dyx_partial;
+  const float* invstd;
+  float* dgamma;
+  float* dbeta;
+  int parts;
+  NBSGD_HD void operator()(size_t c) const {
+    float sdy = 0.0f, sdyx = 0.0f;
+    for (int p = 0; p < parts; ++p) {
+      sdy += dy_partial[c * parts + p];
+      sdyx += dyx_partial[c * parts + p];
+    }
+    dbeta[c] = sdy;
+    dgamma[c] = sdyx * invstd[c];
+  }
+};
+
+// dx = gamma * invstd / m * (m*dy - dbeta - xhat*dgamma), xhat = (x - mean)*invstd:
+// the gradient through the batch statistics. i: element.
+struct BnBackwardDataOp {
+  const float* x;
+  const float* dy;
+  const float* mean;
+  const float* invstd;
+  const float* gamma;
+  const float* dgamma;
+  const float* dbeta;
+  float* dx;
+  int channels;
+  int64_t hw;
+  int64_t m;
+  bool accumulate;
+  NBSGD_HD void operator()(size_t i) const {
+    const int c = int((int64_t(i) / hw) % channels);
+    const float xhat = (x[i] - mean[c]) * invstd[c];
+    const float g = gamma[c] * invstd[c] / float(m) * (float(m) * dy[i] - dbeta[c] - xhat * dgamma[c]);
+    dx[i] = accumulate ? dx[i] + g : g;
+  }
+};
+
+// Max pooling, no padding, floor mode. argmax keeps the input index (within the
+// sample's plane) of each output's maximum for the backward pass; the first
+// maximum wins on ties. i: output element (s*C + c)*OH*OW + oy*OW + ox.
+struct MaxPoolForwardOp {
+  const float* x;
+  float* y;
+  int32_t* argmax;
+  int h, w, oh, ow, k, stride;
+  NBSGD_HD void operator()(size_t i) const {
+    const int64_t plane = int64_t(i) / (int64_t(oh) * ow);
+    const int r = int(int64_t(i) - plane * oh * ow);
+    const int oy = r / ow, ox = r % ow;
+    const float* xp = x + plane * h * w;
+    int best = (oy * stride) * w + ox * stride;
+    float bv = xp[best];
+    for (int dy = 0; dy < k; ++dy)
+      for (int dx = 0; dx < k; ++dx) {
+        const int at = (oy * stride + dy) * w + ox * stride + dx;
+        if (xp[at] > bv) {
+          bv = xp[at];
+          best = at;
+        }
+      }
+    y[i] = bv;
+    argmax[i] = best;
+  }
+};
+
+// Gathers, per input element, the gradients of every window whose maximum it was
+// (no atomics, works for overlapping windows too). i: input element.
+struct MaxPoolBackwardOp {
+  const float* dy;
+  const int32_t* argmax;
+  float* dx;
+  int h, w, oh, ow, k, stride;
+  bool accumulate;
+  NBSGD_HD void operator()(size_t i) const {
+    const int64_t plane = int64_t(i) / (int64_t(h) * w);
+    const int at = int(int64_t(i) - plane * h * w);
+    const int iy = at / w, ix = at % w;
+    // Windows oy with oy*stride <= iy < oy*stride + k.
+    const int oy_lo = iy >= k ? (iy - k) / stride + 1 : 0, oy_hi = iy / stride < oh - 1 ? iy / stride : oh - 1;
+    const int ox_lo = ix >= k ? (ix - k) / stride + 1 : 0, ox_hi = ix / stride < ow - 1 ? ix / stride : ow - 1;
+    float g = 0.0f;
+    for (int oy = oy_lo; oy <= oy_hi; ++oy)
+      for (int ox = ox_lo; ox <= ox_hi; ++ox) {
+        const int64_t o = plane * oh * ow + oy * ow + ox;
+        if (argmax[o] == at) g += dy[o];
+      }
+    dx[i] = accumulate ? dx[i] + g : g;
+  }
+};
+
+// Global average pool: y[s, c] = mean over the plane. i: (s*C + c).
+struct AvgPoolForwardOp {
+  const float* x;
+  float* y;
+  int64_t hw;
+  NBSGD_HD void operator()(size_t i) const {
+    float acc = 0.0f;
+    for (int64_t q = 0; q < hw; ++q) acc += x[int64_t(i) * hw + q];
+    y[i] = acc / float(hw);
+  }
+};
+
+// i: input element.
+struct AvgPoolBackwardOp {
+  const float* dy;
+  float* dx;
+  int64_t hw;
+  bool accumulate;
+  NBSGD_HD void operator()(size_t i) const {
+    const float g = dy[int64_t(i) / hw] / float(hw);
+    dx[i] = accumulate ? dx[i] + g : g;
+  }
+};
+
+// Softmax cross-entropy, numerically stable (log-sum-exp around the row maximum).
+// Per sample: loss = logsumexp(z) - z[label], correct = (argmax z == label), and,
+// when dlogits is set, dlogits = softmax(z) - onehot(label): the gradient of the
+// loss SUM (not divided by the batch size: gradients are sums over samples). A
+// label outside [0, classes) gives a NaN loss, so it cannot pass unnoticed.
+// i: sample.
+struct SoftmaxXentOp {
+  const float* logits;
+  const int32_t* labels;
+  float* dlogits;
+  float* loss;
+  float* correct;
+  int classes;
+  NBSGD_HD void operator()(size_t i) const {
+    const float* z = logits + int64_t(i) * classes;
+    const int y = labels[i];
+    int best = 0;
+    float zmax = z[0];
+    for (int k = 1; k < classes; ++k)
+      if (z[k] > zmax) {
+        zmax = z[k];
+        best = k;
+      }
+    float se = 0.0f;
+    for (int k = 0; k < classes; ++k) se += expf(z[k] - zmax);
+    const float lse = zmax + logf(se);
+    const bool valid = y >= 0 && y < classes;
+    loss[i] = valid ? lse - z[y] : nanf("");
+    correct[i] = (valid && best == y) ? 1.0f : 0.0f;
+    if (dlogits) {
+      float* d = dlogits + int64_t(i) * classes;
+      for (int k = 0; k < classes; ++k) d[k] = expf(z[k] - lse) - (k == y ? 1.0f : 0.0f);
+    }
+  }
+};
+
+// Sums the per-sample losses and hits in one thread, in sample order, so the
+// result is the same on every backend and every run. Training writes the
+// contract's tail [count, loss_sum]; evaluation adds [loss_sum, correct] into out.
+// i: 0 only.
+struct LossTotalsOp {
+  const float* loss;
+  const float* correct;
+  float* out;
+  int n;
+  bool evaluate;
+  NBSGD_HD void operator()(size_t) const {
+    float l = 0.0f, c = 0.0f;
+    for (int s = 0; s < n; ++s) {
+      l += loss[s];
+      c += correct[s];
+    }
+    if (evaluate) {
+      out[0] += l;
+      out[1] += c;
+    } else {
+      out[0] = float(n);
+      out[1] = l;
+    }
+  }
+};
+
+}  // namespace nbsgd::nets
