@@ -5,6 +5,8 @@
 #include <numeric>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "runtime/check.h"
 
 namespace nbsgd::gossip {
@@ -167,7 +169,7 @@ double optimize_alpha(int n, const std::vector<Matching>& matchings,
 
 MixingPlan make_matcha_plan(const Graph& g, double budget) {
   if (!(budget > 0.0 && budget <= 1.0))
-    throw InputError("MATCHA budget C_b must be in (0, 1], got " + std::to_string(budget));
+    throw InputError(fmt::format("MATCHA budget C_b must be in (0, 1], got {}", budget));
   auto comps = components(g);
   if (comps.size() > 1)
     throw InputError("MATCHA: graph on " + std::to_string(g.n) + " workers is not connected (" +

@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <fmt/format.h>
+
 #include "runtime/check.h"
 
 namespace nbsgd::gossip {
@@ -93,14 +95,12 @@ MixingPlan make_dpsgd_plan(const Eigen::MatrixXd& W, const std::string& what) {
   for (Eigen::Index i = 0; i < n; ++i) {
     const double row = W.row(i).sum();
     if (std::abs(row - 1.0) > tol)
-      throw InputError(what + ": row " + std::to_string(i) + " sums to " + std::to_string(row) +
-                       ", not 1 (W must be doubly stochastic)");
+      throw InputError(fmt::format("{}: row {} sums to {}, not 1 (W must be doubly stochastic)",
+                                   what, i, row));
     for (Eigen::Index j = i + 1; j < n; ++j) {
       if (std::abs(W(i, j) - W(j, i)) > tol)
-        throw InputError(what + ": not symmetric: W(" + std::to_string(i) + "," +
-                         std::to_string(j) + ") = " + std::to_string(W(i, j)) + " but W(" +
-                         std::to_string(j) + "," + std::to_string(i) + ") = " +
-                         std::to_string(W(j, i)));
+        throw InputError(fmt::format("{}: not symmetric: W({},{}) = {} but W({},{}) = {}", what,
+                                     i, j, W(i, j), j, i, W(j, i)));
       if (W(i, j) != 0.0 || W(j, i) != 0.0) edges.emplace_back(int(i), int(j));
     }
   }
@@ -116,8 +116,8 @@ MixingPlan make_dpsgd_plan(const Eigen::MatrixXd& W, const std::string& what) {
   plan.lambda2 = algebraic_connectivity(IW);
   plan.rho = consensus_norm(plan.expected_W);
   if (!(plan.rho < 1.0 - 1e-12))
-    throw InputError(what + ": W does not mix: ||W - J|| = " + std::to_string(plan.rho) +
-                     " (must be < 1)");
+    throw InputError(fmt::format("{}: W does not mix: ||W - J|| = {:.6g} (must be < 1)", what,
+                                 plan.rho));
   return plan;
 }
 

@@ -7,6 +7,8 @@
 #include <numeric>
 #include <sstream>
 
+#include <fmt/format.h>
+
 #include "runtime/check.h"
 
 namespace nbsgd::gossip {
@@ -134,7 +136,7 @@ Graph complete(int n) {
 Graph erdos_renyi(int n, double p, uint64_t seed) {
   require_workers(n, "er");
   if (!(p >= 0.0 && p <= 1.0))
-    throw InputError("er: edge probability must be in [0, 1], got " + std::to_string(p));
+    throw InputError(fmt::format("er: edge probability must be in [0, 1], got {}", p));
   uint64_t state = seed;
   std::vector<Edge> e;
   for (int i = 0; i < n; ++i)
