@@ -26,6 +26,7 @@ void* mapped_alloc(size_t, void**) { no_cuda("cudaHostAlloc"); }
 void copy_async(void*, int, void*, const void*, size_t) { no_cuda("cudaMemcpyAsync"); }
 void copy_peer_async(void*, void*, int, const void*, int, size_t) { no_cuda("cudaMemcpyPeerAsync"); }
 void enable_peer_access(int, int) { no_cuda("cudaDeviceEnablePeerAccess"); }
+void set_current_device(int) { no_cuda("cudaSetDevice"); }
 void* create_cublas(int) { no_cuda("cublasCreate"); }
 void destroy_cublas(int, void*) {}
 void* create_cudnn(int) { no_cuda("cudnnCreate"); }

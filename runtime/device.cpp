@@ -85,6 +85,8 @@ DeviceList select_devices(const DeviceList& available, const std::string& spec) 
   return out;
 }
 
+void bind_thread_to_device(int ordinal) { cuda_backend::set_current_device(ordinal); }
+
 std::string fallback_line(const DeviceList& list) {
   return "nbsgd: using " + std::to_string(list.devices.size()) + " host worker(s): " + list.fallback_reason;
 }

@@ -46,6 +46,10 @@ DeviceList host_devices(int n, const std::string& reason);
 // Throws InputError naming the flag for an index that does not exist.
 DeviceList select_devices(const DeviceList& available, const std::string& spec);
 
+// Makes a CUDA device current for the calling host thread (a worker's thread is
+// bound to its device once).
+void bind_thread_to_device(int ordinal);
+
 // The one line printed at start when falling back to the host backend.
 std::string fallback_line(const DeviceList& list);
 

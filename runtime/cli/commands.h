@@ -15,5 +15,6 @@ using Runner = std::function<int()>;
 
 void add_devices_command(CLI::App& root, Runner& out);
 void add_topology_command(CLI::App& root, Runner& out);
+void add_train_command(CLI::App& root, Runner& out);
 
 }  // namespace nbsgd::cli

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   nbsgd::cli::Runner run;
   nbsgd::cli::add_devices_command(app, run);
   nbsgd::cli::add_topology_command(app, run);
+  nbsgd::cli::add_train_command(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -35,6 +35,7 @@ void* mapped_alloc(size_t bytes, void** device_ptr);
 void copy_async(void* stream, int device, void* dst, const void* src, size_t bytes);
 void copy_peer_async(void* stream, void* dst, int dst_device, const void* src, int src_device, size_t bytes);
 void enable_peer_access(int device, int peer);
+void set_current_device(int device);
 
 // Library handles owned by a DeviceContext (cublasHandle_t, cudnnHandle_t as void*).
 void* create_cublas(int device);

@@ -194,6 +194,8 @@ void enable_peer_access(int device, int peer) {
   NBSGD_CUDA_CHECK(device, e);
 }
 
+void set_current_device(int device) { NBSGD_CUDA_CHECK(device, cudaSetDevice(device)); }
+
 void* create_cublas(int device) {
   NBSGD_CUDA_CHECK(device, cudaSetDevice(device));
   cublasHandle_t h = nullptr;

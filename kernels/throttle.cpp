@@ -1,0 +1,49 @@
+#include "kernels/throttle.h"
+
+#include <chrono>
+#include <thread>
+
+#include "runtime/check.h"
+
+namespace nbsgd::kernels {
+
+#if NBSGD_HAVE_CUDA
+namespace cuda {
+void stamp(void* stream, int device, uint64_t* slot);
+void throttle(void* stream, int device, const uint64_t* slot, double factor, double extra_s, DelayMode mode);
+}  // namespace cuda
+#endif
+
+static uint64_t steady_ns() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+
+void stamp(Stream& s, uint64_t* slot) {
+  if (s.backend() == Backend::Cuda) {
+#if NBSGD_HAVE_CUDA
+    cuda::stamp(s.native(), s.device(), slot);
+#endif
+    return;
+  }
+  s.host_task([slot] { *slot = steady_ns(); });
+}
+
+void throttle(Stream& s, const uint64_t* slot, double factor, double extra_s, DelayMode mode) {
+  NBSGD_CHECK(factor >= 0 && extra_s >= 0, "negative throttle");
+  if (factor == 0 && extra_s == 0) return;
+  if (s.backend() == Backend::Cuda) {
+#if NBSGD_HAVE_CUDA
+    cuda::throttle(s.native(), s.device(), slot, factor, extra_s, mode);
+#endif
+    return;
+  }
+  s.host_task([slot, factor, extra_s] {
+    const uint64_t now = steady_ns();
+    const double hold = factor * double(now - *slot) * 1e-9 + extra_s;
+    std::this_thread::sleep_for(std::chrono::duration<double>(hold));
+  });
+}
+
+}  // namespace nbsgd::kernels

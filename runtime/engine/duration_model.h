@@ -1,0 +1,43 @@
+// The virtual clock's duration model. Fixed and documented, never measured, so a
+// seed gives the same run on any machine (`nbsgd predict` uses the same numbers):
+//
+//   mini-batch of s samples on worker i at step t:
+//       compute  c = launch_overhead_s + s * flops_per_sample / (gflops * 1e9)
+//       plus the injected straggling, before the commit (never cut short):
+//                (slowdown_i(t) - 1) * c  +  random delay D ~ profile
+//   all-reduce of `bytes` over N workers (ring: 2(N-1)/N of the bytes cross each link):
+//       latency_s * 2(N-1) + 2(N-1)/N * bytes / (link_gbps * 1e9)       (0 if N = 1)
+//   fused update of P parameters: launch_overhead_s + 16 P bytes / (mem_gbps * 1e9)
+//
+// Defaults are GPU-like: 10 TFLOP/s sustained, 20 us per mini-batch of launches,
+// a 20 GB/s link (PCIe Gen4 all-reduce bus bandwidth) with 5 us per hop, 1 TB/s memory.
+#pragma once
+
+#include <cstddef>
+
+namespace nbsgd::engine {
+
+struct DurationModel {
+  double gflops = 10000.0;
+  double launch_overhead_s = 20e-6;
+  double link_gbps = 20.0;
+  double link_latency_s = 5e-6;
+  double mem_gbps = 1000.0;
+
+  double compute_s(double flops_per_sample, int samples) const {
+    return launch_overhead_s + samples * flops_per_sample / (gflops * 1e9);
+  }
+  double allreduce_s(size_t bytes, int workers) const {
+    if (workers <= 1) return 0.0;
+    const double hops = 2.0 * (workers - 1);
+    return link_latency_s * hops + hops / workers * double(bytes) / (link_gbps * 1e9);
+  }
+  // Gossip: each worker sends its model to each active neighbour at once.
+  double gossip_s(size_t bytes, int max_neighbours) const {
+    if (max_neighbours <= 0) return 0.0;
+    return link_latency_s + max_neighbours * double(bytes) / (link_gbps * 1e9);
+  }
+  double update_s(size_t params) const { return launch_overhead_s + 16.0 * double(params) / (mem_gbps * 1e9); }
+};
+
+}  // namespace nbsgd::engine
