@@ -12,9 +12,12 @@
 #include <memory>
 #include <random>
 
+#include "nets/optim/sgd.h"
 #include "runtime/check.h"
 #include "runtime/comm/comm.h"
 #include "runtime/context.h"
+#include "runtime/gossip/matcha.h"
+#include "runtime/gossip/mixing.h"
 #include "support/backend_test.h"
 
 namespace nbsgd::test {
@@ -258,6 +261,92 @@ TEST_P(CommTest, FusedGossipSgdStepsThenMixesExactly) {
         }
         ASSERT_TRUE(same_bits(get(i, xs[i], P), want)) << "worker " << i;
         ASSERT_TRUE(same_bits(get(i, accs[i], P + 2), std::vector<float>(P + 2, 0.0f))) << "accumulator " << i;
+      }
+    }
+  }
+}
+
+// The fused kernel against the unfused path on random data: optim::fused_sgd_update
+// (momentum 0) on each worker, then mix(). The same fp32 expressions in the same
+// order: bitwise on the host; 1e-6 relative on CUDA (FMA contraction may differ).
+TEST_P(CommTest, FusedGossipSgdEqualsTheOptimizerStepThenMix) {
+  const int n = 4;
+  const size_t P = 3001;
+  const float lr = 0.05f, wd = 1e-3f;
+  make_workers(n);
+  auto gx = comm::make_gossip_exchange(ptrs_);
+  const comm::MixWeights w = ring(n);
+  std::mt19937 rng(11);
+  std::normal_distribution<float> d;
+  std::vector<Buffer> xa, xb, aa, ab;
+  std::vector<float*> pxa, pxb, paa, pab;
+  for (int k = 0; k < n; ++k) {
+    std::vector<float> x(P), acc(P + 2);
+    for (auto& v : x) v = d(rng);
+    for (auto& v : acc) v = d(rng) * 10.0f;
+    acc[P] = k == 2 ? 0.0f : float(7 + 3 * k);
+    for (auto* set : {&xa, &xb}) set->push_back(worker_buffer(k, P)), put(k, set->back(), x);
+    for (auto* set : {&aa, &ab}) set->push_back(worker_buffer(k, P + 2)), put(k, set->back(), acc);
+    pxa.push_back(xa.back().as<float>());
+    pxb.push_back(xb.back().as<float>());
+    paa.push_back(aa.back().as<float>());
+    pab.push_back(ab.back().as<float>());
+  }
+  gx->fused_gossip_sgd(pxa, paa, P, comm::GossipStep{lr, wd}, w, ready_now());
+  drain();
+  const optim::SgdConfig cfg{lr, 0.0, wd, false, 0.0};
+  std::vector<Event> stepped;
+  std::vector<const Event*> sp;
+  for (int k = 0; k < n; ++k) {
+    optim::fused_sgd_update(ctx_[k]->compute(), pxb[k], nullptr, pab[k], P, lr, cfg, 1.0f);
+    stepped.push_back(ctx_[k]->event());
+    ctx_[k]->compute().record(stepped.back());
+  }
+  for (auto& e : stepped) sp.push_back(&e);
+  gx->mix(pxb, P, w, sp);
+  drain();
+  for (int k = 0; k < n; ++k) {
+    std::vector<float> fused = get(k, xa[k], P), unfused = get(k, xb[k], P);
+    if (backend() == Backend::Host) {
+      EXPECT_TRUE(same_bits(fused, unfused)) << "worker " << k;
+    } else {
+      for (size_t e = 0; e < P; ++e)
+        ASSERT_NEAR(fused[e], unfused[e], 1e-6f * (1.0f + std::fabs(unfused[e]))) << "worker " << k << " at " << e;
+    }
+    EXPECT_TRUE(same_bits(get(k, aa[k], P + 2), get(k, ab[k], P + 2)));
+  }
+}
+
+// MATCHA's per-step weights (runtime/gossip) drive the exchange: the result equals
+// the dense W of that step times the stacked models (fp32 sums of doubles rounded to
+// float: 1e-6 relative).
+TEST_P(CommTest, MatchaStepWeightsMixLikeTheDenseMatrix) {
+  const int n = 6;
+  const size_t count = 257;
+  make_workers(n);
+  auto gx = comm::make_gossip_exchange(ptrs_);
+  gossip::MixingPlan plan = gossip::make_matcha_plan(gossip::erdos_renyi(n, 0.6, 5), 0.5);
+  for (int64_t step = 0; step < 4; ++step) {
+    std::vector<bool> active = gossip::active_matchings(plan, 42, step);
+    comm::MixWeights w = gossip::step_weights(plan, active);
+    Eigen::MatrixXd W = gossip::mixing_matrix(plan, active);
+    std::vector<Buffer> bufs;
+    std::vector<float*> ptrs;
+    std::vector<std::vector<float>> x(n);
+    for (int k = 0; k < n; ++k) {
+      x[k] = ints(count, k, unsigned(step));
+      bufs.push_back(worker_buffer(k, count));
+      put(k, bufs.back(), x[k]);
+      ptrs.push_back(bufs.back().as<float>());
+    }
+    gx->mix(ptrs, count, w, ready_now());
+    drain();
+    for (int i = 0; i < n; ++i) {
+      std::vector<float> got = get(i, bufs[i], count);
+      for (size_t e = 0; e < count; ++e) {
+        double want = 0;
+        for (int j = 0; j < n; ++j) want += W(i, j) * x[j][e];
+        ASSERT_NEAR(got[e], want, 1e-6 * (1000.0 + std::fabs(want))) << "step " << step << " worker " << i;
       }
     }
   }

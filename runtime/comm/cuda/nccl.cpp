@@ -32,7 +32,7 @@ class NcclComms {
       if (comms_[i]) {
         ncclResult_t r = ncclCommDestroy(comms_[i]);
         if (r != ncclSuccess)
-          log_error(__FILE__, __LINE__, w_[i]->device().ordinal, "ncclCommDestroy", detail::nccl_detail(r));
+          log_error(__FILE__, __LINE__, w_[i]->device().ordinal, "ncclCommDestroy", ::nbsgd::detail::nccl_detail(r));
       }
     }
   }
