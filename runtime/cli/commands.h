@@ -14,6 +14,7 @@ namespace nbsgd::cli {
 using Runner = std::function<int()>;
 
 void add_devices_command(CLI::App& root, Runner& out);
+void add_predict_command(CLI::App& root, Runner& out);
 void add_topology_command(CLI::App& root, Runner& out);
 void add_train_command(CLI::App& root, Runner& out);
 

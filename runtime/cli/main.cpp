@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   nbsgd::cli::Runner run;
   nbsgd::cli::add_devices_command(app, run);
+  nbsgd::cli::add_predict_command(app, run);
   nbsgd::cli::add_topology_command(app, run);
   nbsgd::cli::add_train_command(app, run);
   try {
