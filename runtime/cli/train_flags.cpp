@@ -9,7 +9,9 @@ void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
   app.add_option("--data", c.data, "Data: fashion-mnist, synthetic-cifar")->capture_default_str();
   app.add_option("--data-dir", c.data_dir, "Fashion-MNIST IDX files (plain or .gz)")->capture_default_str();
   app.add_option("--train-limit", c.train_limit, "Use only the first N training samples (0: all)")->capture_default_str();
-  app.add_option("--exchange", c.exchange, "Exchange: ring (dpsgd, matcha, adpsgd through nbsgd compare)")
+  app.add_option("--test-limit", c.test_limit, "Evaluate on the first N test samples only (0: all)")
+      ->capture_default_str();
+  app.add_option("--exchange", c.exchange, "Exchange: ring, dpsgd, matcha, adpsgd (gossip: virtual clock only)")
       ->capture_default_str();
   app.add_option("--window", c.window, "Step window: sync, fastest, quorum:K, deadline:MS, adaptive")
       ->capture_default_str();

@@ -10,6 +10,7 @@ std::string config_json(const TrainConfig& c) {
       {"data", c.data},
       {"data_dir", c.data_dir},
       {"train_limit", c.train_limit},
+      {"test_limit", c.test_limit},
       {"exchange", c.exchange},
       {"window", c.window},
       {"cap", c.cap.empty() ? "default" : c.cap},

@@ -15,6 +15,7 @@ struct TrainConfig {
   std::string data = "fashion-mnist";  // fashion-mnist | synthetic-cifar
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   int64_t train_limit = 0;      // > 0: use only the first N training samples
+  int64_t test_limit = 0;       // > 0: evaluate on the first N test samples only
   int64_t synthetic_train = 50000, synthetic_test = 10000;
 
   // algorithm

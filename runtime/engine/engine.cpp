@@ -110,10 +110,16 @@ Engine::Impl::Impl(const TrainConfig& c) : cfg(c) {
 
   // Data and workers (identical init on every replica: same seed).
   data = load_data(cfg);
+  if (cfg.test_limit > 0 && cfg.test_limit < data.test.n) {
+    data.test.n = cfg.test_limit;
+    data.test.images.resize(cfg.test_limit * data.test.sample_size());
+    data.test.labels.resize(cfg.test_limit);
+  }
   const int b = cfg.batch / cfg.split;
+  const int host_threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / N);
   for (int i = 0; i < N; ++i)
     workers.push_back(std::make_unique<Worker>(i, devices.devices[i], virtual_clock ? ClockKind::Virtual : ClockKind::Real,
-                                               cfg.net, b, cfg.inflight + 2, cfg.seed));
+                                               cfg.net, b, cfg.inflight + 2, cfg.seed, host_threads));
   nets::Model& m0 = workers[0]->model();
   if (m0.input_channels() != data.train.c || m0.input_height() != data.train.h || m0.input_width() != data.train.w)
     throw InputError(fmt::format("--net {} takes {}x{}x{} inputs, but --data {} has {}x{}x{}", cfg.net,

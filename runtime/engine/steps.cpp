@@ -51,7 +51,10 @@ void Engine::Impl::step_virtual(StepResult& r) {
 
   // The math for every mini-batch that counted, in each worker's hand-out order.
   std::vector<int> used(n(), 0);
+  // The accumulator's last writer: the last counted commit, or else the previous
+  // step's update on the comm stream (other workers' comm streams read it).
   std::vector<const Event*> ready(n(), nullptr);
+  for (int w = 0; w < n(); ++w) ready[w] = &workers[w]->update_done;
   for (const SimMiniBatch& mb : o.minibatches) {
     if (!mb.counted) continue;
     Worker& w = *workers[mb.worker];
@@ -214,7 +217,7 @@ void Engine::Impl::step_real(StepResult& r) {
   if (issue_error) std::rethrow_exception(issue_error);
   std::vector<const Event*> ready(n(), nullptr);
   for (int w = 0; w < n(); ++w)
-    if (rs.last_counted[w] >= 0) ready[w] = &workers[w]->slot(rs.last_counted[w]).done;
+    ready[w] = rs.last_counted[w] >= 0 ? &workers[w]->slot(rs.last_counted[w]).done : &workers[w]->update_done;
   r.finished = controller->finished();
   r.samples = 0;
   for (int s : controller->finished_samples()) r.samples += s;

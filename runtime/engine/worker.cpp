@@ -1,5 +1,7 @@
 #include "runtime/engine/worker.h"
 
+#include <omp.h>
+
 #include <cstring>
 
 #include "kernels/throttle.h"
@@ -9,8 +11,13 @@
 namespace nbsgd::engine {
 
 Worker::Worker(int index, const Device& device, ClockKind clock, const std::string& net, int max_mini_batch,
-               int slots, uint64_t seed)
+               int slots, uint64_t seed, int host_threads)
     : index_(index), ctx_(std::make_unique<DeviceContext>(device, clock)), max_mb_(max_mini_batch) {
+  if (device.backend == Backend::Host) {
+    // OpenMP's thread count is per thread: set it on each stream's own thread.
+    for (Stream* s : {&ctx_->compute(), &ctx_->comm(), &ctx_->copy()})
+      s->host_task([host_threads] { omp_set_num_threads(host_threads); });
+  }
   model_ = std::make_unique<nets::Model>(nets::Model::create(net, *ctx_, max_mini_batch, seed));
   P_ = model_->num_params();
   const Backend b = device.backend;

@@ -26,8 +26,10 @@ struct Slot {
 
 class Worker {
  public:
+  // host_threads: OpenMP threads the host backend's streams of this worker may use
+  // (cores shared among the host workers, so N workers do not oversubscribe them).
   Worker(int index, const Device& device, ClockKind clock, const std::string& net, int max_mini_batch, int slots,
-         uint64_t seed);
+         uint64_t seed, int host_threads = 1);
 
   int index() const { return index_; }
   DeviceContext& ctx() { return *ctx_; }

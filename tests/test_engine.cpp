@@ -1,0 +1,290 @@
+// The non-blocking engine on host workers with the virtual clock: exact tests.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "nets/optim/sgd.h"
+#include "runtime/check.h"
+#include "runtime/comm/comm.h"
+#include "runtime/engine/engine.h"
+
+namespace nbsgd::engine {
+namespace {
+
+TrainConfig small_config() {
+  TrainConfig c;
+  c.net = "lenet";
+  c.host_workers = 4;
+  c.train_limit = 1024;
+  c.batch = 64;
+  c.split = 4;  // b = 16
+  c.lr = 0.05;
+  c.seed = 7;
+  c.test_limit = 256;
+  c.quiet = true;
+  return c;
+}
+
+struct RunOut {
+  std::vector<StepRecord> steps;
+  RunSummary summary;
+  std::vector<uint64_t> hashes;
+};
+
+RunOut run(const TrainConfig& c) {
+  Engine e(c);
+  RunOut r;
+  r.summary = e.run([&](const StepRecord& s) { r.steps.push_back(s); });
+  r.hashes = e.replica_hashes();
+  return r;
+}
+
+std::vector<double> losses(const RunOut& r) {
+  std::vector<double> l;
+  for (const auto& s : r.steps) l.push_back(s.loss);
+  return l;
+}
+
+TEST(Engine, EveryPolicyAdmittingTheWholeBatchEqualsSyncWithoutStragglers) {
+  TrainConfig base = small_config();
+  base.steps = 10;
+  base.window = "sync";
+  RunOut sync = run(base);
+  ASSERT_EQ(sync.steps.size(), 10u);
+  for (const auto& s : sync.steps) EXPECT_EQ(s.samples, 4 * 64);
+  struct Case {
+    const char* window;
+    const char* cap;
+  };
+  for (Case k : {Case{"fastest", ""}, Case{"quorum:16", ""}, Case{"adaptive", ""}, Case{"deadline:1000", "m"}}) {
+    TrainConfig c = base;
+    c.window = k.window;
+    c.cap = k.cap;
+    RunOut r = run(c);
+    EXPECT_EQ(losses(r), losses(sync)) << k.window;  // bit for bit
+    EXPECT_EQ(r.hashes, sync.hashes) << k.window;
+    for (const auto& s : r.steps) EXPECT_EQ(s.finished, std::vector<int>(4, 4)) << k.window;
+  }
+}
+
+// An independent computation of the duration model for the fastest window with
+// constant slowdowns: each worker's k_i from closed-form arithmetic on the 1 ns grid.
+void check_fastest_against_model(const std::string& slowdown, const std::vector<int64_t>& s, bool expect_cancel) {
+  TrainConfig c = small_config();
+  c.steps = 12;
+  c.batch = 128;
+  c.split = 8;
+  c.train_limit = 4096;
+  c.window = "fastest";
+  c.slowdown = slowdown;
+  Engine e(c);
+  std::vector<StepRecord> got;
+  e.run([&](const StepRecord& s) { got.push_back(s); });
+
+  const DurationModel& dm = c.model;
+  auto ns = [](double s) { return std::llround(s * 1e9); };
+  const int64_t cost = ns(dm.compute_s(e.flops_per_sample(), 16));
+  const int64_t after = ns(dm.allreduce_s((e.num_params() + 2) * sizeof(float), 4)) + ns(dm.update_s(e.num_params()));
+  const int m = 8;
+  std::vector<int64_t> free(4, 0);
+  int64_t t0 = 0;
+  bool saw_cancel = false;
+  for (size_t step = 0; step < got.size(); ++step) {
+    const int64_t close = t0 + m * cost;  // worker 0 (s = 1) is never busy past a close
+    std::vector<int> k(4);
+    for (int w = 0; w < 4; ++w) {
+      const int64_t start = std::max(t0, free[w]);
+      const int64_t d = s[w] * cost;
+      int n = 0;
+      while (n < m && start + (n + 1) * d <= close) ++n;
+      k[w] = n;
+      const int64_t next_start = start + n * d;
+      const bool cancelled = n < m && next_start < close;  // started, still running at the close
+      saw_cancel |= cancelled;
+      free[w] = cancelled ? next_start + d : next_start;
+    }
+    EXPECT_EQ(got[step].finished, k) << "step " << step;
+    EXPECT_EQ(got[step].samples, 16 * (k[0] + k[1] + k[2] + k[3]));
+    EXPECT_NEAR(got[step].window_s, m * cost * 1e-9, 1e-15);
+    t0 = close + after;
+  }
+  // With slowdowns that divide m every worker ends exactly at the close; with
+  // 3 and 5 the slow ones have a mini-batch running at the close, which is wasted.
+  EXPECT_EQ(saw_cancel, expect_cancel) << slowdown;
+  EXPECT_NEAR(got.back().t, t0 * 1e-9, 1e-12);
+}
+
+TEST(Engine, FastestWindowFinishesWhatTheDurationModelPredicts) {
+  check_fastest_against_model("1,1,2,4", {1, 1, 2, 4}, false);
+  check_fastest_against_model("1,1,3,5", {1, 1, 3, 5}, true);
+}
+
+TEST(Engine, ExchangedGradientIsTheSampleWeightedMean) {
+  // Three host workers with different sample counts; integer-valued gradients so
+  // every sum is exact. After the all-reduce and one plain SGD step (lr 1, no
+  // momentum, no decay, no scaling), w = w0 - sum_i G_i / sum_i n_i, which is the
+  // sample-weighted mean of the per-worker mean gradients G_i / n_i.
+  const size_t P = 5;
+  DeviceList l = host_devices(3, "test");
+  std::vector<std::unique_ptr<DeviceContext>> ctx;
+  std::vector<DeviceContext*> ptr;
+  for (auto& d : l.devices) {
+    ctx.push_back(std::make_unique<DeviceContext>(d, ClockKind::Real));
+    ptr.push_back(ctx.back().get());
+  }
+  const std::vector<float> n = {16, 48, 0};
+  std::vector<std::vector<float>> acc(3, std::vector<float>(P + 2));
+  for (int i = 0; i < 3; ++i) {
+    for (size_t p = 0; p < P; ++p) acc[i][p] = n[i] == 0 ? 0 : float((i + 1) * (p + 3)) * n[i];
+    acc[i][P] = n[i];
+    acc[i][P + 1] = 10.0f * n[i];
+  }
+  std::vector<float*> bufs;
+  for (int i = 0; i < 3; ++i) bufs.push_back(acc[i].data());
+  auto ar = comm::make_all_reduce(ptr);
+  ar->all_reduce_sum(bufs, P + 2, {});
+  for (auto* c : ptr) c->comm().synchronize();
+  std::vector<double> weighted(P, 0.0);
+  for (int i = 0; i < 3; ++i)
+    for (size_t p = 0; p < P; ++p)
+      if (n[i] > 0) weighted[p] += n[i] * (acc[i][p] == acc[i][p] ? double((i + 1) * (p + 3)) : 0.0);
+  const double total = n[0] + n[1] + n[2];
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(acc[i][P], total);
+    std::vector<float> w(P, 1.0f);
+    optim::SgdConfig cfg;
+    optim::fused_sgd_update(ptr[i]->comm(), w.data(), nullptr, acc[i].data(), P, 1.0f, cfg, 1.0f);
+    ptr[i]->comm().synchronize();
+    for (size_t p = 0; p < P; ++p) EXPECT_FLOAT_EQ(w[p], float(1.0 - weighted[p] / total)) << i << "," << p;
+  }
+}
+
+TEST(Engine, EpochsUseEverySampleOnceAndReplicasStayIdentical) {
+  for (const char* window : {"fastest", "quorum:10", "deadline:0.2", "adaptive"}) {
+    TrainConfig c = small_config();
+    c.epochs = 2;
+    c.window = window;
+    c.slowdown = "1,1,3,5";
+    c.check_replicas_every = 5;  // throws if replicas ever differ
+    RunOut r = run(c);
+    ASSERT_EQ(r.summary.samples_per_epoch.size(), 2u) << window;
+    EXPECT_EQ(r.summary.samples_per_epoch[0], 1024) << window;
+    EXPECT_EQ(r.summary.samples_per_epoch[1], 1024) << window;
+    for (size_t i = 1; i < r.hashes.size(); ++i) EXPECT_EQ(r.hashes[i], r.hashes[0]) << window;
+    int64_t total = 0;
+    const bool adaptive = std::string(window) == "adaptive";
+    for (const auto& s : r.steps) {
+      int k = 0;
+      for (int x : s.finished) k += x;
+      if (adaptive) {
+        // Speed-proportional shares of the whole global batch (the last step of an
+        // epoch gets what is left).
+        if (s.step + 1 < int64_t(r.steps.size()) && s.epoch == r.steps[s.step + 1].epoch) {
+          EXPECT_EQ(s.samples, 4 * 64);
+        }
+      } else {
+        // Only finished mini-batches are in n (each of 16 samples; 1024 = 64 x 16).
+        EXPECT_EQ(s.samples, 16 * k) << window << " step " << s.step;
+      }
+      total += s.samples;
+    }
+    EXPECT_EQ(total, 2048) << window;
+    if (!adaptive) {
+      EXPECT_GT(r.summary.wasted_minibatches, 0) << window << ": slow workers should have had work cancelled";
+    }
+  }
+}
+
+TEST(Engine, RealClockKeepsTheSameInvariants) {
+  TrainConfig c = small_config();
+  c.clock = "real";
+  c.host_workers = 3;
+  c.train_limit = 512;
+  c.epochs = 1;
+  c.slowdown = "1,2,3";
+  c.check_replicas_every = 4;
+  RunOut r = run(c);
+  ASSERT_EQ(r.summary.samples_per_epoch.size(), 1u);
+  EXPECT_EQ(r.summary.samples_per_epoch[0], 512);
+  for (size_t i = 1; i < r.hashes.size(); ++i) EXPECT_EQ(r.hashes[i], r.hashes[0]);
+  for (const auto& s : r.steps) {
+    int k = 0;
+    for (int x : s.finished) k += x;
+    EXPECT_EQ(s.samples, 16 * k);
+  }
+}
+
+TEST(Engine, StepWhereNobodyFinishesIsSkippedAndLogged) {
+  // Every worker stalls for 50 ms at step 2; the 5 ms deadline closes first.
+  const char* toml =
+      "[device.default]\n"
+      "[[device.default.schedule]]\n"
+      "steps = [2, 3]\n"
+      "stall = { distribution = \"constant\", value_ms = 50 }\n";
+  char path[] = "/tmp/nbsgd-skip-XXXXXX.toml";
+  int fd = mkstemps(path, 5);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, toml, strlen(toml)), ssize_t(strlen(toml)));
+  close(fd);
+  TrainConfig c = small_config();
+  c.steps = 30;
+  c.window = "deadline:5";
+  c.cap = "m";
+  c.profile = path;
+  RunOut r = run(c);
+  std::remove(path);
+  ASSERT_EQ(r.steps.size(), 30u);
+  EXPECT_FALSE(r.steps[0].skipped);
+  EXPECT_FALSE(r.steps[1].skipped);
+  // The stall is never cut short: the workers stay busy for 50 ms, so every step
+  // until they are free again finishes nothing and is skipped.
+  int skipped = 0;
+  for (size_t i = 2; i < r.steps.size() && r.steps[i].skipped; ++i, ++skipped) {
+    EXPECT_EQ(r.steps[i].samples, 0);
+    EXPECT_TRUE(std::isnan(r.steps[i].loss));
+  }
+  EXPECT_GE(skipped, 1);
+  EXPECT_LT(skipped, 28);
+  EXPECT_EQ(r.summary.skipped_steps, skipped);
+  EXPECT_FALSE(r.steps.back().skipped);
+}
+
+TEST(Engine, BadCombinationsNameTheFlag) {
+  auto message = [](TrainConfig c) -> std::string {
+    try {
+      Engine e(c);
+    } catch (const InputError& err) {
+      return err.what();
+    }
+    return "";
+  };
+  TrainConfig c = small_config();
+  c.split = 5;
+  EXPECT_NE(message(c).find("--split"), std::string::npos);
+  c = small_config();
+  c.devices = "0,9";
+  EXPECT_NE(message(c).find("--devices"), std::string::npos);
+  c = small_config();
+  c.window = "fastests";
+  EXPECT_NE(message(c).find("--window"), std::string::npos);
+  c = small_config();
+  c.slowdown = "1,2";
+  EXPECT_NE(message(c).find("--slowdown"), std::string::npos);
+  c = small_config();
+  c.window = "sync";
+  c.cap = "none";
+  EXPECT_NE(message(c).find("--cap"), std::string::npos);
+  c = small_config();
+  c.net = "resnet20";
+  EXPECT_NE(message(c).find("--net resnet20"), std::string::npos);
+  c = small_config();
+  c.lr_scaling = "quadratic";
+  EXPECT_NE(message(c).find("--lr-scaling"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace nbsgd::engine
