@@ -1,0 +1,149 @@
+// `nbsgd train` as a user runs it: output files, Ctrl-C, resume, bad flags.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "support/test_support.h"
+
+namespace nbsgd::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* kCommon =
+    "train --host-workers 4 --net lenet --train-limit 2048 --test-limit 256 --batch 64 --split 4 --slowdown 1,1,2,4 "
+    "--window fastest --seed 3 --quiet";
+
+std::vector<nlohmann::json> read_metrics(const std::string& dir) {
+  std::vector<nlohmann::json> v;
+  std::ifstream f(dir + "/metrics.jsonl");
+  std::string line;
+  while (std::getline(f, line))
+    if (!line.empty()) v.push_back(nlohmann::json::parse(line));
+  return v;
+}
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream f(path);
+  return nlohmann::json::parse(f);
+}
+
+// Starts nbsgd with arguments split on spaces; returns the pid.
+pid_t spawn(const std::string& args) {
+  std::vector<std::string> parts;
+  std::istringstream ss(args);
+  for (std::string p; ss >> p;) parts.push_back(p);
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<char*> argv{const_cast<char*>(NBSGD_BINARY)};
+    for (auto& p : parts) argv.push_back(p.data());
+    argv.push_back(nullptr);
+    execv(NBSGD_BINARY, argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+TEST(TrainCli, WritesEveryOutputFile) {
+  std::string dir = make_temp_dir("train-out");
+  CommandResult r = run_nbsgd(std::string(kCommon) + " --steps 6 --target-loss 5 --out " + dir);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto cfg = read_json(dir + "/config.json");
+  EXPECT_EQ(cfg["window"], "fastest");
+  auto m = read_metrics(dir);
+  ASSERT_EQ(m.size(), 6u);
+  for (size_t i = 0; i < m.size(); ++i) {
+    for (const char* k : {"step", "epoch", "t", "loss", "lr", "samples", "finished", "window_s"})
+      EXPECT_TRUE(m[i].contains(k)) << k;
+    EXPECT_EQ(m[i]["step"], int(i));
+    EXPECT_EQ(m[i]["finished"].size(), 4u);
+  }
+  auto s = read_json(dir + "/summary.json");
+  for (const char* k : {"steps", "epochs", "samples", "wall_s", "clock_s", "samples_per_s", "final_train_loss",
+                        "test_loss", "test_accuracy", "time_to_target_s", "samples_per_epoch"})
+    EXPECT_TRUE(s.contains(k)) << k;
+  EXPECT_EQ(s["steps"], 6);
+  EXPECT_TRUE(s["time_to_target_s"].is_number());  // a loss of 5 is reached at once
+  EXPECT_TRUE(fs::exists(dir + "/checkpoint.safetensors"));
+  // A second run into the same directory would overwrite a run: refused.
+  CommandResult again = run_nbsgd(std::string(kCommon) + " --steps 2 --out " + dir);
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_NE(again.output.find("already holds a run"), std::string::npos) << again.output;
+  fs::remove_all(dir);
+}
+
+TEST(TrainCli, CtrlCCheckpointsAndResumeContinuesTheSameRun) {
+  std::string dir = make_temp_dir("train-int");
+  pid_t pid = spawn(std::string(kCommon) + " --steps 100000 --out " + dir);
+  ASSERT_GT(pid, 0);
+  // Interrupt once a few steps are logged.
+  for (int i = 0; i < 6000 && read_metrics(dir).size() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(kill(pid, SIGINT), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  auto s = read_json(dir + "/summary.json");
+  EXPECT_EQ(s["interrupted"], true);
+  const int k = s["steps"];
+  ASSERT_GE(k, 3);
+  ASSERT_EQ(read_metrics(dir).size(), size_t(k));
+  ASSERT_TRUE(fs::exists(dir + "/checkpoint.safetensors"));
+
+  // Resume to k + 5 steps; an uninterrupted run of k + 5 steps must log the same.
+  const int total = k + 5;
+  CommandResult r = run_nbsgd(std::string(kCommon) + " --steps " + std::to_string(total) + " --out " + dir +
+                              " --resume " + dir + "/checkpoint.safetensors");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string ref = make_temp_dir("train-ref");
+  CommandResult u = run_nbsgd(std::string(kCommon) + " --steps " + std::to_string(total) + " --out " + ref);
+  ASSERT_EQ(u.exit_code, 0) << u.output;
+  auto resumed = read_metrics(dir), straight = read_metrics(ref);
+  ASSERT_EQ(resumed.size(), size_t(total));
+  ASSERT_EQ(straight.size(), size_t(total));
+  for (int i = 0; i < total; ++i) {
+    EXPECT_EQ(resumed[i]["loss"], straight[i]["loss"]) << "step " << i;  // bit for bit
+    EXPECT_EQ(resumed[i]["t"], straight[i]["t"]) << "step " << i;
+    EXPECT_EQ(resumed[i]["finished"], straight[i]["finished"]) << "step " << i;
+  }
+  fs::remove_all(dir);
+  fs::remove_all(ref);
+}
+
+TEST(TrainCli, BadInputIsOneClearLine) {
+  struct Case {
+    std::string args, needle;
+  };
+  for (const Case& c : {Case{"--batch 64 --split 5", "--split"}, Case{"--devices 0,7", "--devices"},
+                        Case{"--window nope", "--window"}, Case{"--slowdown 1,2", "--slowdown"},
+                        Case{"--data-dir /nonexistent", "/nonexistent"}, Case{"--profile no-such-profile", "no-such-profile"},
+                        Case{"--resume /nonexistent.safetensors", "/nonexistent.safetensors"},
+                        Case{"--clock sideways", "--clock"}}) {
+    CommandResult r = run_nbsgd("train --host-workers 4 --steps 1 --quiet " + c.args);
+    EXPECT_EQ(r.exit_code, 1) << c.args << "\n" << r.output;
+    EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
+    EXPECT_NE(r.output.find("nbsgd: error: "), std::string::npos) << r.output;
+  }
+}
+
+TEST(TrainCli, ResumeRefusesACheckpointOfAnotherNet) {
+  std::string dir = make_temp_dir("train-net");
+  CommandResult r = run_nbsgd(std::string(kCommon) + " --steps 1 --out " + dir);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  CommandResult m = run_nbsgd("train --host-workers 4 --net mlp --train-limit 256 --steps 1 --quiet --resume " + dir +
+                              "/checkpoint.safetensors");
+  EXPECT_EQ(m.exit_code, 1);
+  EXPECT_NE(m.output.find("made for another net"), std::string::npos) << m.output;
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace nbsgd::test
