@@ -15,6 +15,7 @@
 #include "runtime/cli/commands.h"
 #include "runtime/cli/train_flags.h"
 #include "runtime/engine/engine.h"
+#include "runtime/engine/gossip_engine.h"
 
 namespace nbsgd::cli {
 
@@ -89,6 +90,7 @@ nlohmann::json step_json(const engine::StepRecord& r) {
 }
 
 RunResult run_training(const engine::TrainConfig& cfg, bool print) {
+  if (engine::is_gossip_exchange(cfg.exchange)) return run_gossip_training(cfg, print);
   namespace fs = std::filesystem;
   RunResult out;
   if (!cfg.out_dir.empty()) {

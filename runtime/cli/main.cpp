@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   nbsgd::cli::add_predict_command(app, run);
   nbsgd::cli::add_topology_command(app, run);
   nbsgd::cli::add_train_command(app, run);
+  nbsgd::cli::add_compare_command(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
