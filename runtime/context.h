@@ -1,6 +1,11 @@
 // DeviceContext: everything one worker owns on its device: a compute stream, a
 // communication stream, a copy stream, and (CUDA) the cuBLAS and cuDNN handles,
 // created on first use. Move-only; there is no process-wide state.
+//
+// An SM partition of a GPU (device kind "cuda-partition", `--devices 0:0.25`)
+// makes its three streams in a green context holding its share of the SMs
+// (runtime/cuda/green_context.h). Where green contexts are missing it uses plain
+// streams, says so in one line, and asks the engine for a throttle instead.
 #pragma once
 
 #include <memory>
@@ -31,10 +36,20 @@ class DeviceContext {
   void* cublas();
   void* cudnn();
 
+  // SM partitions: the SMs its green context holds (0: not a partition, or no
+  // green context), and the slowdown the engine's throttle must add in place of
+  // missing green contexts (1 / sm_fraction then, else 1).
+  int partition_sms() const { return partition_sms_; }
+  double fallback_slowdown() const { return fallback_slowdown_; }
+
  private:
+  void make_partition_streams();
   struct Handles;
   Device device_;
   ClockKind clock_;
+  std::shared_ptr<void> partition_;  // the green context: declared first, so it outlives the streams
+  int partition_sms_ = 0;
+  double fallback_slowdown_ = 1.0;
   Stream compute_, comm_, copy_;
   std::unique_ptr<Handles> handles_;
 };

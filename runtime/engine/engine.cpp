@@ -104,6 +104,14 @@ Engine::Impl::Impl(const TrainConfig& c) : cfg(c) {
                                                                   : parse_slowdowns(cfg.slowdown, N));
   }
   profile = straggler::resolve(prof, N, names);
+  // A profile's sm_fraction makes a GPU worker an SM partition, as --devices 0:F does.
+  for (int i = 0; i < N; ++i) {
+    Device& dv = devices.devices[i];
+    if (dv.backend == Backend::Cuda && profile.devices[i].sm_fraction < 1.0 && dv.sm_fraction == 1.0) {
+      dv.sm_fraction = profile.devices[i].sm_fraction;
+      dv.kind = "cuda-partition";
+    }
+  }
   if (!virtual_clock && devices.backend == Backend::Host) {
     // Host workers on the real clock: slowdowns become real sleeps (see issue_real).
   }
@@ -120,6 +128,15 @@ Engine::Impl::Impl(const TrainConfig& c) : cfg(c) {
   for (int i = 0; i < N; ++i)
     workers.push_back(std::make_unique<Worker>(i, devices.devices[i], virtual_clock ? ClockKind::Virtual : ClockKind::Real,
                                                cfg.net, b, cfg.inflight + 2, cfg.seed, host_threads));
+  // An SM partition without a green context runs on the whole GPU: the throttle
+  // stands in for the SMs it should not have (DeviceContext::fallback_slowdown).
+  for (int i = 0; i < N; ++i) {
+    const double f = workers[i]->ctx().fallback_slowdown();
+    if (f == 1.0) continue;
+    auto& fn = profile.devices[i].slowdown_fn;
+    fn.base *= f;
+    for (auto& seg : fn.segments) seg.value *= f;
+  }
   nets::Model& m0 = workers[0]->model();
   if (m0.input_channels() != data.train.c || m0.input_height() != data.train.h || m0.input_width() != data.train.w)
     throw InputError(fmt::format("--net {} takes {}x{}x{} inputs, but --data {} has {}x{}x{}", cfg.net,
