@@ -1,0 +1,5 @@
+#include "bodies/layers_body.h"
+
+namespace nbsgd::test {
+NBSGD_BACKEND_SUITE(LayersTest, Backend::Host);
+}
