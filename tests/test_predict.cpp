@@ -10,6 +10,7 @@
 
 #include "runtime/check.h"
 #include "runtime/engine/engine.h"
+#include "runtime/predict/measure.h"
 #include "runtime/predict/predict.h"
 #include "runtime/predict/rates.h"
 #include "support/test_support.h"
@@ -247,6 +248,47 @@ TEST(Predict, RatesFile) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("--ceiling " + dir + "/missing.json"), std::string::npos) << e.what();
   }
+}
+
+// devices --measure on the virtual clock: the standalone rates predict's ceiling
+// uses; a deterministic device's rate is a one-worker engine run's.
+TEST(Predict, MeasureVirtualRates) {
+  MeasureConfig m;
+  m.train.host_workers = 4;
+  m.train.batch = 64;
+  m.train.split = 4;
+  m.train.slowdown = "1,1,2,4";
+  m.steps = 50;
+  const MeasuredRates r = measure_rates(m);
+  EXPECT_EQ(r.clock, "virtual");
+  ASSERT_EQ(r.rates.size(), 4u);
+  const Prediction p = run_prediction(config("1,1,2,4", {"sync"}, 50));
+  for (int i = 0; i < 4; ++i) EXPECT_DOUBLE_EQ(r.rates[i], p.rates[i]);
+  EXPECT_NEAR(r.sum, p.ceiling, 1e-9 * p.ceiling);
+
+  engine::TrainConfig c;
+  c.host_workers = 1;
+  c.clock = "virtual";
+  c.batch = 64;
+  c.split = 4;
+  c.train_limit = 1024;
+  c.test_limit = 64;
+  c.slowdown = "4";
+  c.steps = 10;
+  c.quiet = true;
+  engine::Engine e(c);
+  const engine::RunSummary s = e.run([](const engine::StepRecord&) {});
+  EXPECT_NEAR(s.samples_per_s, r.rates[3], 1e-9 * r.rates[3]);
+
+  const std::string dir = test::make_temp_dir("measure");
+  auto cli = test::run_nbsgd("devices --measure --host-workers 4 --batch 64 --split 4 --slowdown 1,1,2,4 --steps 50 "
+                             "--json " + dir + "/rates.json");
+  ASSERT_EQ(cli.exit_code, 0) << cli.output;
+  const MeasuredRates back = load_rates(dir + "/rates.json", "--rates");
+  EXPECT_EQ(back.rates, r.rates);
+  EXPECT_EQ(back.net, "lenet");
+  // Measure-only flags without --measure are refused.
+  EXPECT_NE(test::run_nbsgd("devices --net lenet").exit_code, 0);
 }
 
 TEST(Predict, BadFlags) {
