@@ -180,6 +180,7 @@ TEST(GossipTimeline, BlockingDriftIsBoundedByGraphDistance) {
   tc.flops_per_sample = 1e9;  // 0.1 ms per sample at the default 10 TFLOP/s
   tc.model_bytes = 4000;
   tc.params = 1000;
+  tc.model.launch_overhead_s = 20e-6;
   auto prof = straggler::resolve(straggler::profile_from_slowdowns({5, 1, 1, 1, 1, 1}), N, {});
   const gossip::Graph g = gossip::ring(N);
   const auto nb = g.neighbours();

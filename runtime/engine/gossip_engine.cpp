@@ -130,6 +130,7 @@ GossipEngine::Impl::Impl(const TrainConfig& c) : cfg(c) {
                                  data.train.h, data.train.w));
   P = workers[0]->P();
   flops = m0.flops_per_sample();
+  cfg.model = duration_model_for_net(cfg.model, cfg.net);  // launch overhead from the net, as Engine does
   std::vector<DeviceContext*> ctxs;
   for (auto& w : workers) ctxs.push_back(&w->ctx());
   exchange = comm::make_gossip_exchange(ctxs);
