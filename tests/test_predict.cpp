@@ -152,8 +152,12 @@ std::string read_file(const std::string& path) {
 // The same through the binaries: nbsgd train --out DIR against nbsgd predict --json.
 TEST(Predict, CliMatchesTrainRun) {
   const std::string dir = test::make_temp_dir("predict");
+  auto m = test::run_nbsgd("devices --measure --host-workers 4 --batch 64 --split 4 --slowdown 1,1,2,4 --steps 10 "
+                           "--json " + dir + "/rates.json");
+  ASSERT_EQ(m.exit_code, 0) << m.output;
   auto t = test::run_nbsgd("train --host-workers 4 --clock virtual --slowdown 1,1,2,4 --window fastest --batch 64 "
-                           "--split 4 --steps 10 --train-limit 1024 --quiet --out " + dir + "/run");
+                           "--split 4 --steps 10 --train-limit 1024 --quiet --ceiling " + dir + "/rates.json --out " +
+                           dir + "/run");
   ASSERT_EQ(t.exit_code, 0) << t.output;
   auto p = test::run_nbsgd("predict --slowdown 1,1,2,4 --workers 4 --batch 64 --split 4 --steps 10 "
                            "--windows sync,fastest,quorum:8 --json");
@@ -170,6 +174,12 @@ TEST(Predict, CliMatchesTrainRun) {
   EXPECT_EQ(f["model"]["method"], "closed-form");
   EXPECT_NEAR(f["samples_per_s"].get<double>(), sj["samples_per_s"].get<double>(),
               1e-9 * sj["samples_per_s"].get<double>());
+  // --ceiling: the same ceiling (standalone rates over the same 10 steps), the same efficiency.
+  ASSERT_TRUE(sj.contains("efficiency")) << sj.dump();
+  EXPECT_NEAR(f["efficiency"].get<double>(), sj["efficiency"].get<double>(), 1e-12);
+  auto bad = test::run_nbsgd("train --host-workers 3 --clock virtual --steps 1 --ceiling " + dir + "/rates.json");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("--ceiling"), std::string::npos) << bad.output;
 }
 
 // Planning beyond one box: 64 workers, random delays, a few windows.

@@ -9,12 +9,14 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "runtime/check.h"
 #include "runtime/cli/commands.h"
 #include "runtime/cli/train_flags.h"
 #include "runtime/engine/engine.h"
+#include "runtime/predict/rates.h"
 #include "runtime/engine/gossip_engine.h"
 
 namespace nbsgd::cli {
@@ -102,6 +104,17 @@ RunResult run_training(const engine::TrainConfig& cfg, bool print) {
                        "or continue it with --resume " + cfg.out_dir + "/checkpoint.safetensors");
   }
   engine::Engine eng(cfg);
+  // --ceiling: the devices' standalone rates; efficiency = samples/s over their sum.
+  std::optional<predict::MeasuredRates> ceiling;
+  if (!cfg.ceiling.empty()) {
+    ceiling = predict::load_rates(cfg.ceiling, "--ceiling");
+    if (static_cast<int>(ceiling->rates.size()) != eng.workers())
+      throw InputError(fmt::format("--ceiling {}: {} rate(s) for {} worker(s)", cfg.ceiling, ceiling->rates.size(),
+                                   eng.workers()));
+    if (!ceiling->net.empty() && ceiling->net != cfg.net)
+      throw InputError(fmt::format("--ceiling {}: measured with --net {}, this run trains {}", cfg.ceiling,
+                                   ceiling->net, cfg.net));
+  }
   if (print) {
     if (eng.devices().backend == Backend::Host && cfg.host_workers == 0)
       std::fprintf(stderr, "%s\n", fallback_line(eng.devices()).c_str());
@@ -152,7 +165,12 @@ RunResult run_training(const engine::TrainConfig& cfg, bool print) {
   if (tty) std::fprintf(stderr, "\n");
   if (!cfg.out_dir.empty()) {
     eng.save_checkpoint(cfg.out_dir + "/checkpoint.safetensors");
-    write_atomically(cfg.out_dir + "/summary.json", summary_json(s).dump(2) + "\n");
+    nlohmann::json sj = summary_json(s);
+    if (ceiling) {
+      sj["efficiency"] = s.samples_per_s / ceiling->sum;
+      sj["ceiling_samples_per_s"] = ceiling->sum;
+    }
+    write_atomically(cfg.out_dir + "/summary.json", sj.dump(2) + "\n");
   }
   if (print) {
     std::fprintf(stderr, "%s", fmt::format("{:<22}{}\n", "steps", s.steps).c_str());
@@ -161,6 +179,11 @@ RunResult run_training(const engine::TrainConfig& cfg, bool print) {
                                            eng.virtual_clock() ? "virtual" : "real", s.wall_s)
                                    .c_str());
     std::fprintf(stderr, "%s", fmt::format("{:<22}{:.0f}\n", "samples/s", s.samples_per_s).c_str());
+    if (ceiling)
+      std::fprintf(stderr, "%s",
+                   fmt::format("{:<22}{:.3f} of the ceiling {:.0f} samples/s\n", "efficiency",
+                               s.samples_per_s / ceiling->sum, ceiling->sum)
+                       .c_str());
     std::fprintf(stderr, "%s", fmt::format("{:<22}{:.4f}\n", "final train loss", s.final_train_loss).c_str());
     std::fprintf(stderr, "%s",
                  fmt::format("{:<22}{:.4f} / {:.2f}%\n", "test loss / accuracy", s.test_loss, 100 * s.test_accuracy).c_str());
@@ -181,6 +204,9 @@ void add_train_command(CLI::App& root, Runner& out) {
   auto cfg = std::make_shared<engine::TrainConfig>();
   CLI::App* sub = root.add_subcommand("train", "Train a net with Non-blocking SGD");
   add_train_flags(*sub, *cfg);
+  // Here, not in add_train_flags: nbsgd compare has a --ceiling of its own.
+  sub->add_option("--ceiling", cfg->ceiling,
+                  "Rates file of nbsgd devices --measure: summary.json gains efficiency = samples/s / their sum");
   sub->callback([cfg, &out] {
     out = [cfg] {
       RunResult r = run_training(*cfg, !cfg->quiet);

@@ -22,6 +22,7 @@ std::string config_json(const TrainConfig& c) {
       {"clock", c.clock},
       {"slowdown", c.slowdown},
       {"profile", c.profile},
+      {"ceiling", c.ceiling},
       {"inflight", c.inflight},
       {"virtual_gflops", c.model.gflops},
       {"virtual_launch_overhead_s", c.model.launch_overhead_s},

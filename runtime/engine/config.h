@@ -32,6 +32,7 @@ struct TrainConfig {
   std::string clock = "auto";  // auto | real | virtual (auto: virtual on host workers, real on GPUs)
   std::string slowdown;        // "1,1,2,4"
   std::string profile;         // name or path of a TOML profile
+  std::string ceiling;         // rates file of nbsgd devices --measure: summary gains efficiency
   int inflight = 2;
   DurationModel model;
 
