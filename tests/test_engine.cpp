@@ -85,7 +85,7 @@ void check_fastest_against_model(const std::string& slowdown, const std::vector<
   std::vector<StepRecord> got;
   e.run([&](const StepRecord& s) { got.push_back(s); });
 
-  const DurationModel& dm = c.model;
+  const DurationModel& dm = e.config().model;  // launch overhead resolved for the net
   auto ns = [](double s) { return std::llround(s * 1e9); };
   const int64_t cost = ns(dm.compute_s(e.flops_per_sample(), 16));
   const int64_t after = ns(dm.allreduce_s((e.num_params() + 2) * sizeof(float), 4)) + ns(dm.update_s(e.num_params()));

@@ -31,8 +31,8 @@ void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
   app.add_option("--virtual-gflops", c.model.gflops, "Virtual clock: nominal device GFLOP/s")->capture_default_str();
   app.add_option_function<double>(
          "--virtual-overhead-us", [&c](double us) { c.model.launch_overhead_s = us * 1e-6; },
-         "Virtual clock: launch overhead per mini-batch, microseconds")
-      ->default_str(std::to_string(c.model.launch_overhead_s * 1e6));
+         "Virtual clock: launch overhead per mini-batch, microseconds (default: 4 us x the net's kernels)")
+      ->default_str("auto");
   app.add_option("--virtual-link-gbps", c.model.link_gbps, "Virtual clock: link bandwidth GB/s")->capture_default_str();
   app.add_option("--batch", c.batch, "Batch B per worker")->capture_default_str();
   app.add_option("--split", c.split, "Mini-batches M per batch (M divides B)")->capture_default_str();

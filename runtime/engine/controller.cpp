@@ -28,39 +28,37 @@ void StepController::begin_step(double t0) {
   if (cfg_.window.kind == WindowKind::Adaptive) make_adaptive_plan();
 }
 
-// LB-BSP's per-worker batch sizing: the step's N*B samples are shared in proportion
-// to the measured rates (largest remainder, ties to the lower worker index), cut
-// into mini-batches of b with a smaller last one, so that all workers are expected
-// to finish together. Without estimates (the first step) every worker gets B, which
-// is exactly the sync assignment.
+// LB-BSP's per-worker batch sizing at mini-batch granularity. A mini-batch's cost
+// is dominated by a per-mini-batch part on small nets (launches), so shares are
+// handed out in whole mini-batches of b: each of the step's N*m mini-batches goes
+// to the worker that would finish it first given its measured time per mini-batch
+// (b / rate; ties to the lower index). All workers are then expected to finish
+// within one mini-batch of each other, and the step still holds the whole global
+// batch N*B. Without estimates (the first step) every worker gets m, which is
+// exactly the sync assignment; with equal rates the greedy also gives m each.
 void StepController::make_adaptive_plan() {
   const int n = cfg_.workers, b = cfg_.mini_batch();
-  const int64_t total = int64_t(n) * cfg_.batch;
-  std::vector<int64_t> share(n, cfg_.batch);
-  const bool known = std::all_of(rate_.begin(), rate_.end(), [](double r) { return r > 0; });
-  if (known) {
-    const double sum = std::accumulate(rate_.begin(), rate_.end(), 0.0);
-    std::vector<double> exact(n);
-    int64_t given = 0;
-    for (int i = 0; i < n; ++i) {
-      exact[i] = total * rate_[i] / sum;
-      share[i] = static_cast<int64_t>(std::floor(exact[i]));
-      given += share[i];
-    }
-    std::vector<int> order(n);
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int a, int c) {
-      return exact[a] - std::floor(exact[a]) > exact[c] - std::floor(exact[c]);
-    });
-    for (int k = 0; given < total; k = (k + 1) % n, ++given) ++share[order[k]];
-  }
   plan_.assign(n, {});
+  const bool known = std::all_of(rate_.begin(), rate_.end(), [](double r) { return r > 0; });
+  if (!known) {
+    for (auto& p : plan_) p.assign(cfg_.split, b);
+    return;
+  }
+  std::vector<double> per_mb(n);
+  for (int i = 0; i < n; ++i) per_mb[i] = b / rate_[i];
+  std::vector<int> k(n, 0);
+  for (int j = 0; j < n * cfg_.split; ++j) {
+    int best = 0;
+    for (int i = 1; i < n; ++i)
+      if ((k[i] + 1) * per_mb[i] < (k[best] + 1) * per_mb[best]) best = i;
+    ++k[best];
+  }
   double predicted = 0.0;
   for (int i = 0; i < n; ++i) {
-    for (int64_t left = share[i]; left > 0; left -= b) plan_[i].push_back(static_cast<int>(std::min<int64_t>(b, left)));
-    if (known) predicted = std::max(predicted, share[i] / rate_[i]);
+    plan_[i].assign(k[i], b);
+    predicted = std::max(predicted, k[i] * per_mb[i]);
   }
-  if (known) deadline_ = t0_ + cfg_.adaptive_guard * predicted;
+  deadline_ = t0_ + cfg_.adaptive_guard * predicted;
 }
 
 int StepController::next_size(int w) const {

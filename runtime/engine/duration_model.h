@@ -3,27 +3,39 @@
 //
 //   mini-batch of s samples on worker i at step t:
 //       compute  c = launch_overhead_s + s * flops_per_sample / (gflops * 1e9)
+//       where launch_overhead_s defaults (when < 0) to the net's kernel launches,
+//       3 per layer (forward, input gradient, weight gradient) + 2 (loss, commit),
+//       at kernel_launch_s = 4 us each: small nets are launch-bound (LeNet: 152 us
+//       per mini-batch, about what PyTorch eager takes at a batch of a few samples)
 //       plus the injected straggling, before the commit (never cut short):
 //                (slowdown_i(t) - 1) * c  +  random delay D ~ profile
 //   all-reduce of `bytes` over N workers (ring: 2(N-1)/N of the bytes cross each link):
 //       latency_s * 2(N-1) + 2(N-1)/N * bytes / (link_gbps * 1e9)       (0 if N = 1)
 //   fused update of P parameters: launch_overhead_s + 16 P bytes / (mem_gbps * 1e9)
 //
-// Defaults are GPU-like: 10 TFLOP/s sustained, 20 us per mini-batch of launches,
-// a 20 GB/s link (PCIe Gen4 all-reduce bus bandwidth) with 5 us per hop, 1 TB/s memory.
+// Defaults are GPU-like: 10 TFLOP/s sustained, 4 us per kernel launch, a 20 GB/s
+// link (PCIe Gen4 all-reduce bus bandwidth) with 5 us per hop, 1 TB/s memory.
 #pragma once
 
 #include <cstddef>
+#include <string>
 
 namespace nbsgd::engine {
 
 struct DurationModel {
   double gflops = 10000.0;
-  double launch_overhead_s = 20e-6;
+  double launch_overhead_s = -1.0;  // per mini-batch; < 0: from the net (for_net)
+  double kernel_launch_s = 4e-6;
   double link_gbps = 20.0;
   double link_latency_s = 5e-6;
   double mem_gbps = 1000.0;
 
+  // This model with launch_overhead_s resolved for a net of `layers` layers.
+  DurationModel for_layers(int layers) const {
+    DurationModel m = *this;
+    if (m.launch_overhead_s < 0) m.launch_overhead_s = (3.0 * layers + 2.0) * kernel_launch_s;
+    return m;
+  }
   double compute_s(double flops_per_sample, int samples) const {
     return launch_overhead_s + samples * flops_per_sample / (gflops * 1e9);
   }
@@ -40,4 +52,9 @@ struct DurationModel {
   double update_s(size_t params) const { return launch_overhead_s + 16.0 * double(params) / (mem_gbps * 1e9); }
 };
 
+}  // namespace nbsgd::engine
+
+namespace nbsgd::engine {
+// The model with its launch overhead resolved for a named net (mlp, lenet, resnet20).
+DurationModel duration_model_for_net(const DurationModel& base, const std::string& net);
 }  // namespace nbsgd::engine

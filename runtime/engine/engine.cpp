@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "nets/checkpoint.h"
+#include "nets/models.h"
 #include "nets/data/fashion_mnist.h"
 #include "nets/data/synthetic_cifar.h"
 #include "runtime/check.h"
@@ -144,6 +145,7 @@ Engine::Impl::Impl(const TrainConfig& c) : cfg(c) {
                                  data.train.h, data.train.w));
   P = workers[0]->P();
   flops = m0.flops_per_sample();
+  cfg.model = duration_model_for_net(cfg.model, cfg.net);
 
   std::vector<DeviceContext*> ctxs;
   for (auto& w : workers) ctxs.push_back(&w->ctx());
