@@ -41,7 +41,8 @@ std::vector<double> compute_from_rates(const PredictOptions& o) {
                                  "rates, so measure with --profile none",
                                  where, r.profile));
   double update = 0;
-  if (r.clock == "virtual") update = c.model.update_s(predict::net_cost(c.net).params);
+  if (r.clock == "virtual")
+    update = engine::duration_model_for_net(c.model, c.net).update_s(predict::net_cost(c.net).params);
   std::vector<double> out;
   for (double ri : r.rates) {
     const double ci = (c.batch / ri - update) / c.split;
@@ -76,8 +77,8 @@ void add_predict_command(CLI::App& root, Runner& out) {
   sub->add_option("--virtual-gflops", c.model.gflops, "Duration model: nominal device GFLOP/s")->capture_default_str();
   sub->add_option_function<double>(
          "--virtual-overhead-us", [&c](double us) { c.model.launch_overhead_s = us * 1e-6; },
-         "Duration model: launch overhead per mini-batch, microseconds")
-      ->default_str(std::to_string(c.model.launch_overhead_s * 1e6));
+         "Duration model: launch overhead per mini-batch, microseconds (default: from the net, as nbsgd train)")
+      ->default_str("auto");
   sub->add_option("--virtual-link-gbps", c.model.link_gbps, "Duration model: link bandwidth GB/s")
       ->capture_default_str();
   sub->add_option("--compute-ms", o->compute_ms,

@@ -86,7 +86,7 @@ MeasuredRates measure_rates(const MeasureConfig& mc) {
   if (virtual_clock) {
     const NetCost cost = net_cost(c.net);
     engine::TimelineConfig tc;
-    tc.model = c.model;
+    tc.model = engine::duration_model_for_net(c.model, c.net);  // (lead) as train resolves it
     tc.flops_per_sample = cost.flops_per_sample;
     tc.exchange_bytes = (cost.params + 2) * sizeof(float);
     tc.params = cost.params;

@@ -47,7 +47,7 @@ void validate(const PredictConfig& c) {
   if (c.after_close_s && (!(*c.after_close_s >= 0) || !std::isfinite(*c.after_close_s)))
     throw InputError("--overhead-ms: must be a number >= 0");
   const engine::DurationModel& m = c.model;
-  if (!(m.gflops > 0) || !(m.link_gbps > 0) || !(m.mem_gbps > 0) || !(m.launch_overhead_s >= 0))
+  if (!(m.gflops > 0) || !(m.link_gbps > 0) || !(m.mem_gbps > 0) || !(m.launch_overhead_s >= 0 || m.launch_overhead_s == -1.0))
     throw InputError("--virtual-*: the duration model's rates must be positive and its overhead >= 0");
 }
 
@@ -121,7 +121,7 @@ Prediction run_prediction(const PredictConfig& in) {
   // The timeline's costs: the duration model as nbsgd train uses it, unless speeds
   // were measured.
   engine::TimelineConfig tc;
-  tc.model = c.model;
+  tc.model = engine::duration_model_for_net(c.model, c.net);  // (lead) launch overhead from the net, as train does
   tc.flops_per_sample = out.cost.flops_per_sample;
   tc.exchange_bytes = (out.cost.params + 2) * sizeof(float);
   tc.params = out.cost.params;
@@ -138,7 +138,7 @@ Prediction run_prediction(const PredictConfig& in) {
     for (double ci : out.compute_s) factor.push_back(ci / c_ref);
     sim_profile = scale_slowdowns(profile, factor);
   } else {
-    out.compute_s.assign(n, c.model.compute_s(out.cost.flops_per_sample, b));
+    out.compute_s.assign(n, tc.model.compute_s(out.cost.flops_per_sample, b));
   }
   const double update_s = tc.model.update_s(tc.params);
   if (c.after_close_s) tc.exchange_s = std::max(0.0, *c.after_close_s - update_s);
