@@ -19,7 +19,7 @@ constexpr float kMomentum = 0.1f;
 class BatchNorm2d final : public Layer {
  public:
   BatchNorm2d(DeviceContext& ctx, const LayerSpec& spec, std::span<const Shape> in, Shape out, int)
-      : Layer(spec, std::vector<Shape>(in.begin(), in.end()), out), ctx_(ctx), c_(in[0].c),
+      : Layer(spec, std::vector<Shape>(in.begin(), in.end()), out), ctx_(ctx), host_(ctx.backend() == Backend::Host), c_(in[0].c),
         hw_(int64_t(in[0].h) * in[0].w),
         work_(ctx.backend(), ctx.device().ordinal, size_t(c_) * (2 + 2 * kMaxReduceParts) * sizeof(float)) {}
 
@@ -43,10 +43,10 @@ class BatchNorm2d final : public Layer {
       const int parts = reduce_parts(m);
       const size_t grain = size_t(m / parts + 1);
       launch(s, size_t(c_) * parts,
-             ChannelPartialOp{x[0], nullptr, nullptr, part1(), ChannelReduce::Sum, n, c_, parts, hw_}, grain);
+             ChannelPartialOp{x[0], nullptr, nullptr, part1(), ChannelReduce::Sum, n, c_, parts, hw_, host_}, grain);
       launch(s, size_t(c_), ChannelFinishOp{part1(), mean(), parts, 1.0f / float(m)});
       launch(s, size_t(c_) * parts,
-             ChannelPartialOp{x[0], nullptr, mean(), part2(), ChannelReduce::SqDev, n, c_, parts, hw_}, grain);
+             ChannelPartialOp{x[0], nullptr, mean(), part2(), ChannelReduce::SqDev, n, c_, parts, hw_, host_}, grain);
       launch(s, size_t(c_),
              BnStatsOp{mean(), part2(), invstd(), running_mean_, running_var_, parts, m, kEps, kMomentum});
     } else {
@@ -63,9 +63,9 @@ class BatchNorm2d final : public Layer {
     const size_t grain = size_t(m / parts + 1);
     float* dgamma = dparams;
     float* dbeta = dparams + c_;
-    launch(s, size_t(c_) * parts, ChannelPartialOp{dy, nullptr, nullptr, part1(), ChannelReduce::Sum, n, c_, parts, hw_},
+    launch(s, size_t(c_) * parts, ChannelPartialOp{dy, nullptr, nullptr, part1(), ChannelReduce::Sum, n, c_, parts, hw_, host_},
            grain);
-    launch(s, size_t(c_) * parts, ChannelPartialOp{dy, x[0], mean(), part2(), ChannelReduce::ProdDev, n, c_, parts, hw_},
+    launch(s, size_t(c_) * parts, ChannelPartialOp{dy, x[0], mean(), part2(), ChannelReduce::ProdDev, n, c_, parts, hw_, host_},
            grain);
     launch(s, size_t(c_), BnParamGradOp{part1(), part2(), invstd(), dgamma, dbeta, parts});
     if (dx[0])
@@ -80,6 +80,7 @@ class BatchNorm2d final : public Layer {
   float* part2() { return work_.as<float>() + 2 * c_ + int64_t(c_) * kMaxReduceParts; }
 
   DeviceContext& ctx_;
+  bool host_;  // contiguous reduction parts (see ChannelPartialOp)
   int c_;
   int64_t hw_;
   Buffer work_;  // mean, invstd of the latest forward; two partial-sum areas

@@ -31,7 +31,8 @@ class OneDnnConv final : public ConvImpl {
       Prims& p = prims(n);
       std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(p.src, x)},
                                            {DNNL_ARG_WEIGHTS, mem(p.wei, w)},
-                                           {DNNL_ARG_DST, mem(p.dst, y)}};
+                                           {DNNL_ARG_DST, mem(p.dst, y)},
+                                           {DNNL_ARG_SCRATCHPAD, scratch(p.fwd_scratch)}};
       if (g_.bias) args.emplace(DNNL_ARG_BIAS, mem(p.bias, b));
       p.fwd.execute(strm_, args);
       strm_.wait();
@@ -45,7 +46,8 @@ class OneDnnConv final : public ConvImpl {
       float* out = accumulate ? temp_.data() : dx;
       p.bwd_data.execute(strm_, {{DNNL_ARG_DIFF_DST, mem(p.dst, dy)},
                                  {DNNL_ARG_WEIGHTS, mem(p.wei, w)},
-                                 {DNNL_ARG_DIFF_SRC, mem(p.src, out)}});
+                                 {DNNL_ARG_DIFF_SRC, mem(p.src, out)},
+                                 {DNNL_ARG_SCRATCHPAD, scratch(p.bd_scratch)}});
       strm_.wait();
       if (accumulate) {
         const int64_t count = int64_t(n) * g_.cin * g_.h * g_.w;
@@ -61,7 +63,8 @@ class OneDnnConv final : public ConvImpl {
       Prims& p = prims(n);
       std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(p.src, x)},
                                            {DNNL_ARG_DIFF_DST, mem(p.dst, dy)},
-                                           {DNNL_ARG_DIFF_WEIGHTS, mem(p.wei, dw)}};
+                                           {DNNL_ARG_DIFF_WEIGHTS, mem(p.wei, dw)},
+                                           {DNNL_ARG_SCRATCHPAD, scratch(p.bw_scratch)}};
       if (g_.bias) args.emplace(DNNL_ARG_DIFF_BIAS, mem(p.bias, db));
       p.bwd_weights.execute(strm_, args);
       strm_.wait();
@@ -70,13 +73,14 @@ class OneDnnConv final : public ConvImpl {
 
  private:
   struct Prims {
-    memory::desc src, wei, bias, dst;
+    memory::desc src, wei, bias, dst, fwd_scratch, bd_scratch, bw_scratch;
     dnnl::convolution_forward fwd;
     dnnl::convolution_backward_data bwd_data;
     dnnl::convolution_backward_weights bwd_weights;
   };
 
   memory mem(const memory::desc& d, const float* p) { return memory(d, eng_, const_cast<float*>(p)); }
+  memory scratch(const memory::desc& d) { return memory(d, eng_, scratch_.data()); }
 
   // Only ever called on the stream's thread, so the cache needs no lock.
   Prims& prims(int n) {
@@ -93,12 +97,22 @@ class OneDnnConv final : public ConvImpl {
                                                            p->bias, p->dst, strides, pad, pad)
                          : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, p->src, p->wei,
                                                            p->dst, strides, pad, pad);
-    dnnl::convolution_forward::primitive_desc fwd_pd(fwd_d, eng_);
+    // A user-managed scratchpad, kept across calls: the library-managed one is
+    // allocated (and page-faulted in) on every execution.
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    dnnl::convolution_forward::primitive_desc fwd_pd(fwd_d, attr, eng_);
     dnnl::convolution_backward_data::desc bd_d(alg, p->src, p->wei, p->dst, strides, pad, pad);
-    dnnl::convolution_backward_data::primitive_desc bd_pd(bd_d, eng_, fwd_pd);
+    dnnl::convolution_backward_data::primitive_desc bd_pd(bd_d, attr, eng_, fwd_pd);
     auto bw_d = g_.bias ? dnnl::convolution_backward_weights::desc(alg, p->src, p->wei, p->bias, p->dst, strides, pad, pad)
                         : dnnl::convolution_backward_weights::desc(alg, p->src, p->wei, p->dst, strides, pad, pad);
-    dnnl::convolution_backward_weights::primitive_desc bw_pd(bw_d, eng_, fwd_pd);
+    dnnl::convolution_backward_weights::primitive_desc bw_pd(bw_d, attr, eng_, fwd_pd);
+    for (size_t bytes : {fwd_pd.scratchpad_desc().get_size(), bd_pd.scratchpad_desc().get_size(),
+                         bw_pd.scratchpad_desc().get_size()})
+      if (bytes > scratch_.size()) scratch_.resize(bytes);
+    p->fwd_scratch = fwd_pd.scratchpad_desc();
+    p->bd_scratch = bd_pd.scratchpad_desc();
+    p->bw_scratch = bw_pd.scratchpad_desc();
     p->fwd = dnnl::convolution_forward(fwd_pd);
     p->bwd_data = dnnl::convolution_backward_data(bd_pd);
     p->bwd_weights = dnnl::convolution_backward_weights(bw_pd);
@@ -110,6 +124,7 @@ class OneDnnConv final : public ConvImpl {
   dnnl::engine eng_;
   dnnl::stream strm_;
   std::vector<float> temp_;
+  std::vector<char> scratch_;  // shared by the primitives: they run one at a time
   std::map<int, std::unique_ptr<Prims>> cache_;
 };
 

@@ -78,9 +78,10 @@ class MaxPool final : public ElementwiseBase {
                 std::span<const bool> acc, float*, int n) override {
     if (!dx[0]) return;
     const Shape& s = in_[0];
-    launch(stream(), in_count(n),
+    launch(stream(), size_t(n) * s.c * s.h,
            MaxPoolBackwardOp{dy, argmax_.as<int32_t>(), dx[0], s.h, s.w, out_.h, out_.w, spec_.kernel, spec_.stride,
-                             acc[0]});
+                             acc[0]},
+           size_t(s.w) * 2);
   }
 
  private:

@@ -51,23 +51,31 @@ struct ReluBackwardOp {
   }
 };
 
+// Functors whose math needs the channel of element i define at(i, c) and
+// channels/hw; operator()(i) finds c by division (GPU), while the host launcher
+// walks contiguous ranges and steps c once per plane (nets/layers/launch.h).
+#define NBSGD_PER_CHANNEL_CALL \
+  NBSGD_HD void operator()(size_t i) const { at(i, int((int64_t(i) / hw) % channels)); }
+
 // y[s, c, p] += b[c]. i: element.
 struct BiasAddOp {
   float* y;
   const float* b;
   int channels;
   int64_t hw;
-  NBSGD_HD void operator()(size_t i) const { y[i] += b[(int64_t(i) / hw) % channels]; }
+  NBSGD_HD void at(size_t i, int c) const { y[i] += b[c]; }
+  NBSGD_PER_CHANNEL_CALL
 };
 
 // Per-channel partial sums, the first half of a two-pass reduction that keeps
 // enough threads busy on a GPU when there are few channels. Part p of channel c
-// sums the channel's elements m = p, p + parts, p + 2*parts, ... (m runs over the
-// n*HW elements of the channel, sample-major), of
+// sums a share of the channel's n*HW elements (m, sample-major) of
 //   Sum:      a
 //   SqDev:    (a - shift[c])^2
 //   ProdDev:  a * (b - shift[c])
-// into partial[c*parts + p]. i: c*parts + p.
+// into partial[c*parts + p]. The share is m = p, p + parts, ... on a GPU
+// (neighbouring threads read neighbouring addresses), or one contiguous range of m
+// on the host (`contiguous`: one thread streams through memory). i: c*parts + p.
 enum class ChannelReduce { Sum, SqDev, ProdDev };
 struct ChannelPartialOp {
   const float* a;
@@ -77,25 +85,32 @@ struct ChannelPartialOp {
   ChannelReduce kind;
   int n, channels, parts;
   int64_t hw;
+  bool contiguous;
+  NBSGD_HD float term(int64_t at, float mu) const {
+    if (kind == ChannelReduce::Sum) return a[at];
+    if (kind == ChannelReduce::SqDev) return (a[at] - mu) * (a[at] - mu);
+    return a[at] * (b[at] - mu);
+  }
   NBSGD_HD void operator()(size_t i) const {
     const int c = int(i / size_t(parts));
     const int p = int(i % size_t(parts));
     const int64_t m_end = int64_t(n) * hw;
     const float mu = shift ? shift[c] : 0.0f;
     float acc = 0.0f;
-    for (int64_t m = p; m < m_end; m += parts) {
-      const int64_t s = m / hw, q = m - s * hw;
-      const int64_t at = (s * channels + c) * hw + q;
-      float v;
-      if (kind == ChannelReduce::Sum) {
-        v = a[at];
-      } else if (kind == ChannelReduce::SqDev) {
-        const float d = a[at] - mu;
-        v = d * d;
-      } else {
-        v = a[at] * (b[at] - mu);
+    if (contiguous) {
+      const int64_t lo = m_end * p / parts, hi = m_end * (p + 1) / parts;
+      for (int64_t m = lo; m < hi;) {  // plane by plane: the inner loop is contiguous
+        const int64_t s = m / hw, q0 = m - s * hw;
+        const int64_t q1 = (hi - s * hw) < hw ? hi - s * hw : hw;
+        const int64_t base = (s * channels + c) * hw;
+        for (int64_t q = q0; q < q1; ++q) acc += term(base + q, mu);
+        m = s * hw + q1;
       }
-      acc += v;
+    } else {
+      for (int64_t m = p; m < m_end; m += parts) {
+        const int64_t s = m / hw, q = m - s * hw;
+        acc += term((s * channels + c) * hw + q, mu);
+      }
     }
     partial[i] = acc;
   }
@@ -160,10 +175,8 @@ struct BnApplyOp {
   float* y;
   int channels;
   int64_t hw;
-  NBSGD_HD void operator()(size_t i) const {
-    const int c = int((int64_t(i) / hw) % channels);
-    y[i] = gamma[c] * (x[i] - mean[c]) * invstd[c] + beta[c];
-  }
+  NBSGD_HD void at(size_t i, int c) const { y[i] = gamma[c] * (x[i] - mean[c]) * invstd[c] + beta[c]; }
+  NBSGD_PER_CHANNEL_CALL
 };
 
 // Parameter gradients from the partial sums of dy and dy*(x - mean):
@@ -201,12 +214,12 @@ struct BnBackwardDataOp {
   int64_t hw;
   int64_t m;
   bool accumulate;
-  NBSGD_HD void operator()(size_t i) const {
-    const int c = int((int64_t(i) / hw) % channels);
+  NBSGD_HD void at(size_t i, int c) const {
     const float xhat = (x[i] - mean[c]) * invstd[c];
     const float g = gamma[c] * invstd[c] / float(m) * (float(m) * dy[i] - dbeta[c] - xhat * dgamma[c]);
     dx[i] = accumulate ? dx[i] + g : g;
   }
+  NBSGD_PER_CHANNEL_CALL
 };
 
 // Max pooling, no padding, floor mode. argmax keeps the input index (within the
@@ -237,8 +250,10 @@ struct MaxPoolForwardOp {
   }
 };
 
-// Gathers, per input element, the gradients of every window whose maximum it was
-// (no atomics, works for overlapping windows too). i: input element.
+// Gathers, per input row, the gradients of every window whose maximum lies in the
+// row (no atomics, overlapping windows allowed, no division per element): the
+// row is cleared (unless accumulating), then each window of the output rows that
+// cover it adds dy where its argmax falls in the row. i: input row (plane*h + iy).
 struct MaxPoolBackwardOp {
   const float* dy;
   const int32_t* argmax;
@@ -246,19 +261,20 @@ struct MaxPoolBackwardOp {
   int h, w, oh, ow, k, stride;
   bool accumulate;
   NBSGD_HD void operator()(size_t i) const {
-    const int64_t plane = int64_t(i) / (int64_t(h) * w);
-    const int at = int(int64_t(i) - plane * h * w);
-    const int iy = at / w, ix = at % w;
-    // Windows oy with oy*stride <= iy < oy*stride + k.
+    const int64_t plane = int64_t(i) / h;
+    const int iy = int(int64_t(i) - plane * h);
+    float* row = dx + int64_t(i) * w;
+    if (!accumulate)
+      for (int ix = 0; ix < w; ++ix) row[ix] = 0.0f;
+    // Output rows oy with oy*stride <= iy < oy*stride + k.
     const int oy_lo = iy >= k ? (iy - k) / stride + 1 : 0, oy_hi = iy / stride < oh - 1 ? iy / stride : oh - 1;
-    const int ox_lo = ix >= k ? (ix - k) / stride + 1 : 0, ox_hi = ix / stride < ow - 1 ? ix / stride : ow - 1;
-    float g = 0.0f;
+    const int lo = iy * w, hi = lo + w;
     for (int oy = oy_lo; oy <= oy_hi; ++oy)
-      for (int ox = ox_lo; ox <= ox_hi; ++ox) {
-        const int64_t o = plane * oh * ow + oy * ow + ox;
-        if (argmax[o] == at) g += dy[o];
+      for (int ox = 0; ox < ow; ++ox) {
+        const int64_t o = (plane * oh + oy) * ow + ox;
+        const int a = argmax[o];
+        if (a >= lo && a < hi) row[a - lo] += dy[o];
       }
-    dx[i] = accumulate ? dx[i] + g : g;
   }
 };
 

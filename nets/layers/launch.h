@@ -5,6 +5,10 @@
 // convolution next to it. Not for .cu files (it uses OpenMP pragmas).
 #pragma once
 
+#include <omp.h>
+
+#include <algorithm>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 
@@ -17,6 +21,25 @@ namespace nbsgd::nets {
 // region costs a few microseconds.
 inline constexpr size_t kParallelThreshold = 16384;
 
+// Functors over NCHW elements that need the channel (see NBSGD_PER_CHANNEL_CALL).
+template <class F>
+concept PerChannel = requires(const F& f) {
+  f.at(size_t{0}, 0);
+  { f.channels } -> std::convertible_to<int>;
+  { f.hw } -> std::convertible_to<int64_t>;
+};
+
+// f.at(i, c) for i in [lo, hi), c stepped once per plane instead of divided out.
+template <PerChannel F>
+void run_planes(const F& f, int64_t lo, int64_t hi) {
+  for (int64_t i = lo; i < hi;) {
+    const int64_t plane = i / f.hw;
+    const int c = static_cast<int>(plane % f.channels);
+    const int64_t end = std::min(hi, (plane + 1) * f.hw);
+    for (; i < end; ++i) f.at(static_cast<size_t>(i), c);
+  }
+}
+
 // `grain` is the rough cost of one f(i) in element operations (a reduction part
 // sums many elements), for the decision to go parallel.
 template <class F>
@@ -28,8 +51,16 @@ void launch(Stream& s, size_t n, const F& f, size_t grain = 1) {
   }
   s.host_task([f, n, grain] {
     const int64_t m = static_cast<int64_t>(n);
+    if constexpr (PerChannel<F>) {
+#pragma omp parallel if (n * grain >= kParallelThreshold && n > 1)
+      {
+        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+        run_planes(f, m * t / nt, m * (t + 1) / nt);
+      }
+    } else {
 #pragma omp parallel for schedule(static) if (n * grain >= kParallelThreshold && n > 1)
-    for (int64_t i = 0; i < m; ++i) f(static_cast<size_t>(i));
+      for (int64_t i = 0; i < m; ++i) f(static_cast<size_t>(i));
+    }
   });
 }
 

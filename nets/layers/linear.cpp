@@ -13,7 +13,7 @@ namespace {
 class Linear final : public Layer {
  public:
   Linear(DeviceContext& ctx, const LayerSpec& spec, std::span<const Shape> in, Shape out, int max_batch)
-      : Layer(spec, std::vector<Shape>(in.begin(), in.end()), out), ctx_(ctx),
+      : Layer(spec, std::vector<Shape>(in.begin(), in.end()), out), ctx_(ctx), host_(ctx.backend() == Backend::Host),
         in_f_(int(in[0].size())), out_f_(spec.out),
         partial_(ctx.backend(), ctx.device().ordinal, size_t(out_f_) * kMaxReduceParts * sizeof(float)) {}
 
@@ -40,7 +40,7 @@ class Linear final : public Layer {
       const int parts = reduce_parts(n);
       float* part = partial_.as<float>();
       launch(ctx_.compute(), size_t(out_f_) * parts,
-             ChannelPartialOp{dy, nullptr, nullptr, part, ChannelReduce::Sum, n, out_f_, parts, 1},
+             ChannelPartialOp{dy, nullptr, nullptr, part, ChannelReduce::Sum, n, out_f_, parts, 1, host_},
              size_t(n / parts + 1));
       launch(ctx_.compute(), size_t(out_f_), ChannelFinishOp{part, dparams + int64_t(out_f_) * in_f_, parts, 1.0f});
     }
@@ -52,6 +52,7 @@ class Linear final : public Layer {
 
  private:
   DeviceContext& ctx_;
+  bool host_;  // contiguous reduction parts (see ChannelPartialOp)
   int in_f_, out_f_;
   Buffer partial_;
   float* w_ = nullptr;
