@@ -30,14 +30,55 @@ note "== gpu-labelled tests"
 (cd build/gpu && ctest -L gpu --output-on-failure --output-junit "$OUT/gpu-tests.xml") > "$OUT/gpu-tests.log" 2>&1 || status=1
 grep -E "tests passed|tests failed|Skipped|Failed" "$OUT/gpu-tests.log" | tee -a "$summary"
 
-note "== benches"
-for b in build/gpu/bench/bench_*; do
-  [ -x "$b" ] || continue
-  name=$(basename "$b")
-  note "-- $name"
-  if ! "$b" --json "$OUT/$name.json" > "$OUT/$name.log" 2>&1; then status=1; note "$name FAILED (see $name.log)"; fi
+# The GPU benches, each bounded so that the whole script stays under 10 minutes on
+# an H100-class GPU (the host-only benches bench_engine, bench_model and bench_paper
+# run on the virtual clock or measure the host; they are not part of this check).
+bench() {  # bench NAME SECONDS ARGS...: runs build/gpu/bench/NAME, its table into the summary
+  local name=$1 limit=$2; shift 2
+  note "-- $name $*"
+  if ! timeout "$limit" "build/gpu/bench/$name" --json "$OUT/$name.json" "$@" > "$OUT/$name.log" 2>&1; then
+    status=1; note "$name FAILED or timed out after ${limit}s (see $name.log)"
+  fi
   tail -25 "$OUT/$name.log" >> "$summary"
-done
+}
+note "== benches"
+bench bench_update 120                       # fused update bandwidth against a d2d copy
+bench bench_throughput 180 --seconds 0.5     # lenet / resnet20 samples/s, host and CUDA
+bench bench_delay 90                         # delay-kernel accuracy, idle and busy
+bench bench_green 90                         # SM-partition throughput ratio
+
+# PyTorch eager on the same nets and batches, where torch is installed; the ratio.
+note "-- PyTorch eager (bench/torch_throughput.py)"
+timeout 180 python3 bench/torch_throughput.py --json "$OUT/torch_throughput.json" --seconds 0.5 \
+  > "$OUT/torch_throughput.log" 2>&1 || note "torch_throughput failed (see torch_throughput.log)"
+cat "$OUT/torch_throughput.log" >> "$summary"
+python3 - "$OUT" <<'PY' 2>&1 | tee -a "$summary"
+import json, sys, os
+out = sys.argv[1]
+try:
+    nb = json.load(open(os.path.join(out, "bench_throughput.json")))
+    pt = json.load(open(os.path.join(out, "torch_throughput.json")))
+except Exception as e:
+    print(f"ratio: not available ({e})"); sys.exit(0)
+if "rows" not in pt:
+    print(f"ratio: not available ({pt.get('skipped')})"); sys.exit(0)
+torch_rate = {r["net"]: r["samples_per_s"] for r in pt["rows"]}
+print(f"{'net':10} {'nbsgd cuda':>12} {'torch eager':>12} {'ratio':>7}")
+for r in nb["rows"]:
+    if r["backend"] == "cuda" and r["net"] in torch_rate:
+        a, b = r["samples_per_s"]["median"], torch_rate[r["net"]]
+        print(f"{r['net']:10} {a:12.1f} {b:12.1f} {a / b:7.2f}")
+PY
+
+# Four virtual devices (SM partitions of GPU 0), one of them 4x slower (one-slow):
+# sync against fastest on the same data, seed and profile.
+note "-- 4 virtual devices, one-slow: ring/sync vs ring/fastest"
+if ! timeout 240 ./build/gpu/nbsgd compare --runs ring/sync,ring/fastest --devices 0:0.25,0:0.25,0:0.25,0:0.25 \
+     --profile one-slow --net lenet --data fashion-mnist --batch 128 --split 8 --epochs 1 --target-loss 0.6 \
+     --seed 1 --out "$OUT/compare-one-slow" > "$OUT/compare-one-slow.log" 2>&1; then
+  status=1; note "compare FAILED or timed out (see compare-one-slow.log)"
+fi
+tail -12 "$OUT/compare-one-slow.log" >> "$summary"
 
 note "== done, status $status"
 exit $status
