@@ -359,11 +359,12 @@ RunSummary Engine::Impl::run(const std::function<void(const StepRecord&)>& on_st
     samples_total += r.samples;
     ++step;
     if (virtual_clock) workers[0]->ctx().comm().synchronize();
+    // A window no mini-batch fits in (e.g. a deadline shorter than one) would spin
+    // forever on skipped steps: stop with the reason. (Read before the step moves
+    // into `pending`: drain() may emit and pop it at once.)
+    consecutive_empty = r.samples == 0 ? consecutive_empty + 1 : 0;
     pending.emplace_back(std::move(r), slot);
     drain(false);
-    // A window no mini-batch fits in (e.g. a deadline shorter than one) would spin
-    // forever on skipped steps: stop with the reason.
-    consecutive_empty = pending.back().first.samples == 0 ? consecutive_empty + 1 : 0;
     if (consecutive_empty >= 100)
       throw InputError(fmt::format("--window {}: no worker finished a mini-batch in 100 consecutive steps "
                                    "(the window is shorter than one mini-batch)", cfg.window));
@@ -446,7 +447,7 @@ std::string Engine::describe() const {
       i.cfg.batch / i.cfg.split, i.cfg.inflight, i.cfg.lr, i.schedule.describe(), i.cfg.momentum, i.cfg.weight_decay,
       i.cfg.nesterov ? ", nesterov" : "", i.cfg.lr_scaling, i.cfg.seed, i.virtual_clock ? "virtual" : "real");
   if (i.virtual_clock)
-    s += fmt::format("  virtual clock: {} GFLOP/s, {} us launch overhead per mini-batch, link {} GB/s + {} us\n",
+    s += fmt::format("  virtual clock: {:g} GFLOP/s, {:.4g} us launch overhead per mini-batch, link {:g} GB/s + {:g} us\n",
                      i.cfg.model.gflops, i.cfg.model.launch_overhead_s * 1e6, i.cfg.model.link_gbps,
                      i.cfg.model.link_latency_s * 1e6);
   s += fmt::format("  devices ({}):\n", to_string(i.devices.backend));

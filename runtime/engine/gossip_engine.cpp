@@ -452,7 +452,7 @@ std::string GossipEngine::describe() const {
       i.cfg.exchange == "matcha" ? fmt::format(" (budget {})", i.cfg.budget) : std::string(), i.cfg.batch,
       i.cfg.split, i.cfg.batch / i.cfg.split, i.cfg.lr, i.schedule.describe(), i.cfg.momentum, i.cfg.weight_decay,
       i.cfg.lr_scaling, i.cfg.seed);
-  s += fmt::format("  virtual clock: {} GFLOP/s, {} us launch overhead per mini-batch, link {} GB/s + {} us\n",
+  s += fmt::format("  virtual clock: {:g} GFLOP/s, {:.4g} us launch overhead per mini-batch, link {:g} GB/s + {:g} us\n",
                    i.cfg.model.gflops, i.cfg.model.launch_overhead_s * 1e6, i.cfg.model.link_gbps,
                    i.cfg.model.link_latency_s * 1e6);
   s += fmt::format("  devices ({}):\n", to_string(i.devices.backend));
