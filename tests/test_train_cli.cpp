@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -131,6 +132,28 @@ TEST(TrainCli, BadInputIsOneClearLine) {
     EXPECT_EQ(r.exit_code, 1) << c.args << "\n" << r.output;
     EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
     EXPECT_NE(r.output.find("nbsgd: error: "), std::string::npos) << r.output;
+  }
+}
+
+// Numbers no run can use are refused before anything starts, in one line naming the
+// flag, with no output directory left behind; flag-parser errors are one line too.
+TEST(TrainCli, UnusableNumbersAreRefusedNamingTheFlag) {
+  struct Case {
+    std::string args, needle;
+  };
+  for (const Case& c : {Case{"--lr nan", "--lr"}, Case{"--lr 0", "--lr"}, Case{"--momentum 1", "--momentum"},
+                        Case{"--weight-decay -1", "--weight-decay"}, Case{"--train-limit -5", "--train-limit"},
+                        Case{"--virtual-gflops 0", "--virtual-gflops"}, Case{"--virtual-link-gbps inf", "--virtual-link-gbps"},
+                        Case{"--epochs 0", "--epochs"}, Case{"--target-loss -1", "--target-loss"},
+                        Case{"--seed -1", "--seed"}, Case{"--virtual-overhead-us -3", "--virtual-overhead-us"},
+                        Case{"--no-such-flag", "--no-such-flag"}}) {
+    const std::string dir = make_temp_dir("train-bad-number") + "/out";
+    CommandResult r = run_nbsgd("train --host-workers 2 --steps 1 --quiet --out " + dir + " " + c.args);
+    EXPECT_NE(r.exit_code, 0) << c.args << "\n" << r.output;
+    EXPECT_EQ(r.output.rfind("nbsgd: error: ", 0), 0u) << c.args << "\n" << r.output;
+    EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << c.args << "\n" << r.output;
+    EXPECT_FALSE(fs::exists(dir)) << c.args;
   }
 }
 

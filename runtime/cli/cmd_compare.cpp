@@ -25,14 +25,14 @@ nlohmann::json step_json(const engine::StepRecord& r);  // cmd_train.cpp
 RunResult run_gossip_training(const engine::TrainConfig& cfg, bool print) {
   namespace fs = std::filesystem;
   RunResult out;
+  if (!cfg.out_dir.empty() && fs::exists(fs::path(cfg.out_dir) / "metrics.jsonl"))
+    throw InputError("--out " + cfg.out_dir + " already holds a run (metrics.jsonl); choose another directory");
+  engine::GossipEngine eng(cfg);  // validates every flag: nothing is created before
   if (!cfg.out_dir.empty()) {
     std::error_code ec;
     fs::create_directories(cfg.out_dir, ec);
     if (ec) throw InputError("--out " + cfg.out_dir + ": " + ec.message());
-    if (fs::exists(fs::path(cfg.out_dir) / "metrics.jsonl"))
-      throw InputError("--out " + cfg.out_dir + " already holds a run (metrics.jsonl); choose another directory");
   }
-  engine::GossipEngine eng(cfg);
   if (print) std::fprintf(stderr, "%s", eng.describe().c_str());
   std::ofstream metrics;
   if (!cfg.out_dir.empty()) {
@@ -93,6 +93,7 @@ void add_compare_command(CLI::App& root, Runner& out) {
     out = [cfg, runs, ceiling] {
       const auto specs = engine::parse_runs(*runs);
       const std::vector<double> rates = ceiling->empty() ? std::vector<double>{} : engine::load_ceiling(*ceiling);
+      engine::check_numbers(*cfg);
       if (!cfg->out_dir.empty()) {
         std::error_code ec;
         std::filesystem::create_directories(cfg->out_dir, ec);

@@ -95,15 +95,10 @@ RunResult run_training(const engine::TrainConfig& cfg, bool print) {
   if (engine::is_gossip_exchange(cfg.exchange)) return run_gossip_training(cfg, print);
   namespace fs = std::filesystem;
   RunResult out;
-  if (!cfg.out_dir.empty()) {
-    std::error_code ec;
-    fs::create_directories(cfg.out_dir, ec);
-    if (ec) throw InputError("--out " + cfg.out_dir + ": " + ec.message());
-    if (cfg.resume.empty() && fs::exists(fs::path(cfg.out_dir) / "metrics.jsonl"))
-      throw InputError("--out " + cfg.out_dir + " already holds a run (metrics.jsonl); choose another directory, "
-                       "or continue it with --resume " + cfg.out_dir + "/checkpoint.safetensors");
-  }
-  engine::Engine eng(cfg);
+  if (!cfg.out_dir.empty() && cfg.resume.empty() && fs::exists(fs::path(cfg.out_dir) / "metrics.jsonl"))
+    throw InputError("--out " + cfg.out_dir + " already holds a run (metrics.jsonl); choose another directory, "
+                     "or continue it with --resume " + cfg.out_dir + "/checkpoint.safetensors");
+  engine::Engine eng(cfg);  // validates every flag: nothing is created before
   // --ceiling: the devices' standalone rates; efficiency = samples/s over their sum.
   std::optional<predict::MeasuredRates> ceiling;
   if (!cfg.ceiling.empty()) {
@@ -114,6 +109,11 @@ RunResult run_training(const engine::TrainConfig& cfg, bool print) {
     if (!ceiling->net.empty() && ceiling->net != cfg.net)
       throw InputError(fmt::format("--ceiling {}: measured with --net {}, this run trains {}", cfg.ceiling,
                                    ceiling->net, cfg.net));
+  }
+  if (!cfg.out_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(cfg.out_dir, ec);
+    if (ec) throw InputError("--out " + cfg.out_dir + ": " + ec.message());
   }
   if (print) {
     if (eng.devices().backend == Backend::Host && cfg.host_workers == 0)

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "runtime/check.h"
 #include "runtime/cli/commands.h"
@@ -9,6 +10,10 @@
 int main(int argc, char** argv) {
   CLI::App app{"nbsgd: Non-blocking SGD for single machines with mixed GPUs"};
   app.require_subcommand(1);
+  // Flag errors as one line, like every other error of nbsgd.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("nbsgd: error: ") + e.what() + " (see --help)\n";
+  });
   nbsgd::cli::Runner run;
   nbsgd::cli::add_devices_command(app, run);
   nbsgd::cli::add_predict_command(app, run);

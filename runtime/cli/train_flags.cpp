@@ -2,6 +2,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cmath>
+
 namespace nbsgd::cli {
 
 void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
@@ -30,7 +32,12 @@ void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
   app.add_option("--inflight", c.inflight, "Mini-batches in flight per worker stream")->capture_default_str();
   app.add_option("--virtual-gflops", c.model.gflops, "Virtual clock: nominal device GFLOP/s")->capture_default_str();
   app.add_option_function<double>(
-         "--virtual-overhead-us", [&c](double us) { c.model.launch_overhead_s = us * 1e-6; },
+         "--virtual-overhead-us",
+         [&c](double us) {
+           if (!(us >= 0) || !std::isfinite(us))
+             throw CLI::ValidationError("--virtual-overhead-us", "must be a number >= 0");
+           c.model.launch_overhead_s = us * 1e-6;
+         },
          "Virtual clock: launch overhead per mini-batch, microseconds (default: 4 us x the net's kernels)")
       ->default_str("auto");
   app.add_option("--virtual-link-gbps", c.model.link_gbps, "Virtual clock: link bandwidth GB/s")->capture_default_str();
@@ -43,12 +50,16 @@ void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
   app.add_option("--lr-schedule", c.lr_schedule, "constant, step:EPOCHS:GAMMA, cosine:EPOCHS, warmup:W+...")
       ->capture_default_str();
   app.add_option("--lr-scaling", c.lr_scaling, "none | linear (lr x n / (N*B))")->capture_default_str();
-  app.add_option("--epochs", c.epochs, "Epochs (when --steps is 0)")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--epochs", c.epochs, "Epochs (when --steps is 0)")->capture_default_str();
   app.add_option("--steps", c.steps, "Stop after this many steps (0: use --epochs)")->capture_default_str();
   app.add_option("--target-loss", c.target_loss, "Training loss whose time to reach is reported (0: none)")
       ->capture_default_str();
   app.add_flag("--stop-at-target", c.stop_at_target, "Stop when the target loss is reached");
-  app.add_option("--seed", c.seed, "Seed (init, shuffling, stragglers)")->capture_default_str();
+  app.add_option("--seed", c.seed, "Seed (init, shuffling, stragglers)")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& v) { return !v.empty() && v[0] == '-' ? std::string("must be an integer >= 0") : std::string(); },
+          "UINT"));
   app.add_option_function<std::string>(
          "--shuffle",
          [&c](const std::string& v) {

@@ -1,6 +1,11 @@
 #include "runtime/engine/config.h"
 
+#include <fmt/format.h>
+
+#include <cmath>
 #include <nlohmann/json.hpp>
+
+#include "runtime/check.h"
 
 namespace nbsgd::engine {
 
@@ -46,6 +51,39 @@ std::string config_json(const TrainConfig& c) {
       {"adaptive_guard", c.adaptive_guard},
   };
   return j.dump(2);
+}
+
+}  // namespace nbsgd::engine
+
+namespace nbsgd::engine {
+
+namespace {
+void require(bool ok, const char* flag, double v, const char* what) {
+  if (!ok) throw InputError(fmt::format("{} {}: must be {}", flag, v, what));
+}
+}  // namespace
+
+void check_numbers(const TrainConfig& c) {
+  const auto finite = [](double v) { return std::isfinite(v); };
+  require(finite(c.lr) && c.lr > 0, "--lr", c.lr, "a positive number");
+  require(finite(c.momentum) && c.momentum >= 0 && c.momentum < 1, "--momentum", c.momentum, "in [0, 1)");
+  require(finite(c.weight_decay) && c.weight_decay >= 0, "--weight-decay", c.weight_decay, "a number >= 0");
+  require(finite(c.target_loss) && c.target_loss >= 0, "--target-loss", c.target_loss, "a number >= 0 (0: none)");
+  require(finite(c.budget) && c.budget > 0 && c.budget <= 1, "--budget", c.budget, "in (0, 1]");
+  require(finite(c.adaptive_guard) && c.adaptive_guard >= 1, "--adaptive-guard", c.adaptive_guard, "a number >= 1");
+  require(finite(c.model.gflops) && c.model.gflops > 0, "--virtual-gflops", c.model.gflops, "a positive number");
+  require(finite(c.model.link_gbps) && c.model.link_gbps > 0, "--virtual-link-gbps", c.model.link_gbps,
+          "a positive number");
+  require(finite(c.model.launch_overhead_s), "--virtual-overhead-us", c.model.launch_overhead_s * 1e6,
+          "a number >= 0");
+  require(c.train_limit >= 0, "--train-limit", double(c.train_limit), "a count >= 0 (0: all)");
+  require(c.test_limit >= 0, "--test-limit", double(c.test_limit), "a count >= 0 (0: all)");
+  require(c.steps >= 0, "--steps", double(c.steps), "a count >= 0 (0: use --epochs)");
+  require(c.epochs >= 1, "--epochs", double(c.epochs), "at least 1");
+  require(c.checkpoint_every >= 0, "--checkpoint-every", double(c.checkpoint_every), "a count >= 0");
+  require(c.eval_every >= 0, "--eval-every", double(c.eval_every), "a count >= 0");
+  require(c.check_replicas_every >= 0, "--check-replicas-every", double(c.check_replicas_every), "a count >= 0");
+  require(c.log_every >= 1, "--log-every", double(c.log_every), "at least 1");
 }
 
 }  // namespace nbsgd::engine

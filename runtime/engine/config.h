@@ -68,4 +68,8 @@ struct TrainConfig {
 // The configuration as pretty JSON (config.json of a run).
 std::string config_json(const TrainConfig& c);
 
+// Refuses numbers no run can use (NaN, infinities, negative counts, a learning rate
+// of 0, ...) with an InputError naming the flag. Both engines call it first.
+void check_numbers(const TrainConfig& c);
+
 }  // namespace nbsgd::engine

@@ -57,6 +57,7 @@ uint64_t fnv1a(const std::vector<float>& v) {
 }  // namespace
 
 Engine::Impl::Impl(const TrainConfig& c) : cfg(c) {
+  check_numbers(cfg);
   if (cfg.batch <= 0 || cfg.split <= 0) throw InputError("--batch and --split must be positive");
   if (cfg.batch % cfg.split != 0)
     throw InputError(fmt::format("--split {}: M must divide --batch B = {}", cfg.split, cfg.batch));

@@ -64,6 +64,7 @@ void LossTracker::add(double loss_sum, double count) {
 GossipEngine::Impl::Impl(const TrainConfig& c) : cfg(c) {
   if (!is_gossip_exchange(cfg.exchange))
     throw InputError("--exchange " + cfg.exchange + ": the gossip engine runs dpsgd, matcha or adpsgd");
+  check_numbers(cfg);
   if (cfg.batch <= 0 || cfg.split <= 0) throw InputError("--batch and --split must be positive");
   if (cfg.batch % cfg.split != 0)
     throw InputError(fmt::format("--split {}: M must divide --batch B = {}", cfg.split, cfg.batch));

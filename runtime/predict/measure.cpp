@@ -55,6 +55,7 @@ straggler::ResolvedProfile resolve_profile(const engine::TrainConfig& c, const D
 
 MeasuredRates measure_rates(const MeasureConfig& mc) {
   const engine::TrainConfig& c = mc.train;
+  engine::check_numbers(c);
   if (c.batch <= 0 || c.split <= 0 || c.batch % c.split != 0)
     throw InputError(fmt::format("--split {}: M must divide --batch B = {}", c.split, c.batch));
   DiscoverOptions d;
