@@ -20,6 +20,18 @@ int main(int argc, char** argv) {
   nbsgd::cli::add_topology_command(app, run);
   nbsgd::cli::add_train_command(app, run);
   nbsgd::cli::add_compare_command(app, run);
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string known;
+    bool found = false;
+    for (const CLI::App* sub : app.get_subcommands({})) {
+      known += (known.empty() ? "" : ", ") + sub->get_name();
+      found = found || sub->get_name() == argv[1];
+    }
+    if (!found) {
+      std::fprintf(stderr, "nbsgd: error: unknown command '%s' (commands: %s)\n", argv[1], known.c_str());
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
