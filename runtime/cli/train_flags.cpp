@@ -13,7 +13,7 @@ void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
   app.add_option("--train-limit", c.train_limit, "Use only the first N training samples (0: all)")->capture_default_str();
   app.add_option("--test-limit", c.test_limit, "Evaluate on the first N test samples only (0: all)")
       ->capture_default_str();
-  app.add_option("--exchange", c.exchange, "Exchange: ring, dpsgd, matcha, adpsgd (gossip: virtual clock only)")
+  app.add_option("--exchange", c.exchange, "Exchange: ring, dpsgd, matcha, adpsgd (real clock: dpsgd, matcha with --window sync)")
       ->capture_default_str();
   app.add_option("--window", c.window, "Step window: sync, fastest, quorum:K, deadline:MS, adaptive")
       ->capture_default_str();

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "nets/checkpoint.h"
 #include "nets/data/fashion_mnist.h"
@@ -81,13 +82,27 @@ GossipEngine::Impl::Impl(const TrainConfig& c) : cfg(c) {
   d.host_workers = cfg.host_workers;
   devices = discover_devices(d);
   if (!cfg.devices.empty()) devices = select_devices(devices, cfg.devices);
-  // The per-worker clocks and neighbour-only waits are modelled on the virtual clock;
-  // real-clock gossip (events between neighbours only) is not built.
-  if (cfg.clock == "real" || devices.backend != Backend::Host)
-    throw InputError("--clock " + cfg.clock + ": --exchange " + cfg.exchange +
-                     " runs on the virtual clock with host workers only (use --clock virtual --host-workers N)");
-  if (cfg.clock != "auto" && cfg.clock != "virtual")
+  // The virtual clock models every variant; the real clock (GPUs, or --clock real)
+  // runs the blocking baselines dpsgd/matcha --window sync without a global barrier
+  // (gossip_real.cpp). The non-blocking gossip windows and AD-PSGD need per-worker
+  // windows decided from live completions: virtual clock only.
+  if (cfg.clock == "auto") {
+    real_clock = devices.backend != Backend::Host;
+  } else if (cfg.clock == "virtual") {
+    if (devices.backend != Backend::Host)
+      throw InputError("--clock virtual: the virtual clock runs on host workers only, not on GPUs "
+                       "(use --clock real, or --host-workers N)");
+  } else if (cfg.clock == "real") {
+    real_clock = true;
+  } else {
     throw InputError("--clock " + cfg.clock + ": expected auto, real or virtual");
+  }
+  if (real_clock && cfg.exchange == "adpsgd")
+    throw InputError("--exchange adpsgd runs on the virtual clock only (host workers: --host-workers N --clock virtual)");
+  if (real_clock && parse_window(cfg.window).kind != WindowKind::Sync)
+    throw InputError("--window " + cfg.window + ": on the real clock --exchange " + cfg.exchange +
+                     " runs the blocking baseline --window sync; its non-blocking windows run on the virtual clock "
+                     "(host workers: --host-workers N --clock virtual)");
   const int N = static_cast<int>(devices.devices.size());
 
   ctl_cfg.window = parse_window(cfg.window);
@@ -121,9 +136,24 @@ GossipEngine::Impl::Impl(const TrainConfig& c) : cfg(c) {
     data.test.labels.resize(cfg.test_limit);
   }
   const int b = cfg.batch / cfg.split;
+  const int host_threads =
+      real_clock ? std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / N) : 1;
   for (int i = 0; i < N; ++i)
-    workers.push_back(std::make_unique<Worker>(i, devices.devices[i], ClockKind::Virtual, cfg.net, b,
-                                               std::max(cfg.inflight, 1) + 2, cfg.seed));
+    workers.push_back(std::make_unique<Worker>(i, devices.devices[i], real_clock ? ClockKind::Real : ClockKind::Virtual,
+                                               cfg.net, b, std::max(cfg.inflight, 1) + 2, cfg.seed, host_threads));
+  if (real_clock) {
+    for (auto& w : workers)
+      stamps.push_back(Buffer(w->ctx().backend(), w->ctx().device().ordinal, w->slots() * sizeof(uint64_t)));
+    // An SM partition without a green context runs on the whole GPU: the throttle
+    // stands in for the SMs it should not have (as Engine does).
+    for (int i = 0; i < N; ++i) {
+      const double f = workers[static_cast<size_t>(i)]->ctx().fallback_slowdown();
+      if (f == 1.0) continue;
+      auto& fn = profile.devices[static_cast<size_t>(i)].slowdown_fn;
+      fn.base *= f;
+      for (auto& seg : fn.segments) seg.value *= f;
+    }
+  }
   nets::Model& m0 = workers[0]->model();
   if (m0.input_channels() != data.train.c || m0.input_height() != data.train.h || m0.input_width() != data.train.w)
     throw InputError(fmt::format("--net {} takes {}x{}x{} inputs, but --data {} has {}x{}x{}", cfg.net,
@@ -149,7 +179,7 @@ GossipEngine::Impl::Impl(const TrainConfig& c) : cfg(c) {
   queue = std::make_unique<data::EpochQueue>(data.train.n, cfg.seed, cfg.shuffle, -1);
   readback = Buffer::pinned(devices.backend, size_t(2 * N) * sizeof(float));
 
-  if (!adpsgd()) {
+  if (!adpsgd() && !real_clock) {
     GossipTimelineConfig tc;
     tc.controller = ctl_cfg;
     tc.neighbors_scope = cfg.window_scope == "neighbors";
@@ -328,6 +358,8 @@ RunSummary GossipEngine::Impl::run(const std::function<void(const StepRecord&)>&
   };
   if (adpsgd()) {
     if (!stop_now()) run_adpsgd(sum, clock, emit);
+  } else if (real_clock) {
+    run_real(sum, clock, emit, stop, wall0);
   } else {
     while (!stop_now()) {
       if (!emit(gossip_step(sum, clock))) break;
@@ -404,6 +436,7 @@ RunSummary GossipEngine::run(const std::function<void(const StepRecord&)>& on_st
 }
 const TrainConfig& GossipEngine::config() const { return impl_->cfg; }
 int GossipEngine::workers() const { return impl_->n(); }
+bool GossipEngine::virtual_clock() const { return !impl_->real_clock; }
 size_t GossipEngine::num_params() const { return impl_->P; }
 const DeviceList& GossipEngine::devices() const { return impl_->devices; }
 std::vector<std::vector<float>> GossipEngine::replicas() const { return impl_->replicas(); }
@@ -447,15 +480,16 @@ std::string GossipEngine::describe() const {
       "  exchange {}, topology {} ({} edges), {}\n"
       "  mixing: alpha {:.4g}, lambda_2 {:.4g}, rho {:.4g}, expected edges per step {:.3g}{}\n"
       "  batch {} per worker in {} mini-batches of {}; lr {} ({}), momentum {}, weight decay {}, lr scaling {}, "
-      "seed {}, clock virtual\n",
+      "seed {}, clock {}\n",
       i.cfg.net, i.P, i.flops * 1e-6, i.cfg.data, i.data.train.n, i.data.test.n, i.cfg.exchange, i.cfg.topology,
       i.graph.edges.size(), algo, i.plan.alpha, i.plan.lambda2, i.plan.rho, gossip::expected_edges_per_step(i.plan),
       i.cfg.exchange == "matcha" ? fmt::format(" (budget {})", i.cfg.budget) : std::string(), i.cfg.batch,
       i.cfg.split, i.cfg.batch / i.cfg.split, i.cfg.lr, i.schedule.describe(), i.cfg.momentum, i.cfg.weight_decay,
-      i.cfg.lr_scaling, i.cfg.seed);
-  s += fmt::format("  virtual clock: {:g} GFLOP/s, {:.4g} us launch overhead per mini-batch, link {:g} GB/s + {:g} us\n",
-                   i.cfg.model.gflops, i.cfg.model.launch_overhead_s * 1e6, i.cfg.model.link_gbps,
-                   i.cfg.model.link_latency_s * 1e6);
+      i.cfg.lr_scaling, i.cfg.seed, i.real_clock ? "real" : "virtual");
+  if (!i.real_clock)
+    s += fmt::format("  virtual clock: {:g} GFLOP/s, {:.4g} us launch overhead per mini-batch, link {:g} GB/s + {:g} us\n",
+                     i.cfg.model.gflops, i.cfg.model.launch_overhead_s * 1e6, i.cfg.model.link_gbps,
+                     i.cfg.model.link_latency_s * 1e6);
   s += fmt::format("  devices ({}):\n", to_string(i.devices.backend));
   for (size_t k = 0; k < i.devices.devices.size(); ++k)
     s += fmt::format("    {:>2} {:<24} {}\n", i.devices.devices[k].index, i.devices.devices[k].name,

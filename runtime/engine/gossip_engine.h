@@ -17,7 +17,10 @@
 // Same TrainConfig, StepRecord and RunSummary as Engine, so the CLI output and
 // metrics code is shared. StepRecord::consensus is mean_i ||x_i - x_bar||^2 after
 // the step; the test set is evaluated on the averaged model x_bar (with worker 0's
-// BN buffers). Virtual clock only (host workers): the real clock is refused.
+// BN buffers). The virtual clock runs every variant on host workers. The real clock
+// (GPUs, or --clock real on host workers) runs dpsgd/matcha with --window sync, the
+// blocking baselines, event-driven with no global barrier (gossip_real.cpp); the
+// non-blocking gossip windows and AD-PSGD are refused there.
 #pragma once
 
 #include <atomic>
@@ -49,7 +52,7 @@ class GossipEngine {
   std::string describe() const;
   int workers() const;
   size_t num_params() const;
-  bool virtual_clock() const { return true; }
+  bool virtual_clock() const;
   const DeviceList& devices() const;
 
   // Host copies of every replica's parameters.

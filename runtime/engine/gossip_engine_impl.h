@@ -52,6 +52,8 @@ struct GossipEngine::Impl {
   LossTracker losses;
 
   // D-PSGD / MATCHA
+  bool real_clock = false;     // --window sync on the real clock (gossip_real.cpp)
+  std::vector<Buffer> stamps;  // real clock: per worker, per slot, the throttle's start stamps
   std::unique_ptr<GossipTimeline> timeline;
   std::map<int64_t, data::MiniBatch> handed;  // by handle
   int64_t next_handle = 0;
@@ -69,6 +71,9 @@ struct GossipEngine::Impl {
   // One D-PSGD / MATCHA step for every worker; returns its record (without `t`
   // adjustments) and adds to the summary's counters.
   StepRecord gossip_step(RunSummary& sum, double& clock);
+  // The whole real-clock run of the sync baselines (gossip_real.cpp).
+  void run_real(RunSummary& sum, double& clock, const std::function<bool(const StepRecord&)>& emit,
+                const std::atomic<bool>* stop, double wall0);
   // The whole AD-PSGD run (gossip_adpsgd.cpp).
   void run_adpsgd(RunSummary& sum, double& clock, const std::function<bool(const StepRecord&)>& emit);
 

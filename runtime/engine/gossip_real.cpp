@@ -1,0 +1,190 @@
+// D-PSGD / MATCHA on the real clock, --window sync: the blocking baselines as they
+// run on GPUs, with no global barrier.
+//
+// The host enqueues every step for every worker and never waits for a worker to
+// finish: worker i's compute stream runs its m mini-batches (stage, forward and
+// backward, injected straggling, commit), its local update, then the exchange,
+// whose comm streams wait only on the events of the neighbours i mixes with in that
+// step (comm/comm.h). The next step's forward pass waits on the worker's own
+// exchange. So a fast worker runs ahead of a slow one by as many steps as the graph
+// lets it, exactly as D-PSGD allows, and a global barrier never slows the baseline.
+// The host only bounds how far it enqueues ahead (kLag steps, more than any
+// worker can drift on the graphs nbsgd builds for one box), and reads each step's
+// [n, loss] back when the step's events complete; a step's `t` is the moment the
+// host saw its last worker finish the exchange.
+//
+// Mini-batches are handed out round-robin (mini-batch k of every worker, worker 0
+// first), the order the virtual clock's timeline uses when every worker is equally
+// fast, so a real-clock run without stragglers computes the same bits as the
+// virtual-clock run (a test checks this). Every mini-batch of a sync step counts,
+// so the epoch queue commits them as they are handed out.
+#include <algorithm>
+#include <cmath>
+#include <deque>
+
+#include "kernels/basic.h"
+#include "kernels/throttle.h"
+#include "nets/optim/commit.h"
+#include "runtime/check.h"
+#include "runtime/engine/gossip_engine_impl.h"
+#include "runtime/engine/timeline.h"
+#include "runtime/nvtx.h"
+
+namespace nbsgd::engine {
+
+namespace {
+constexpr int kLag = 8;  // steps the host may enqueue ahead of the slowest worker
+}
+
+void GossipEngine::Impl::run_real(RunSummary& sum, double& clock, const std::function<bool(const StepRecord&)>& emit,
+                                  const std::atomic<bool>* stop, double wall0) {
+  const int N = n();
+  const int m = cfg.split;
+  const int b = cfg.batch / cfg.split;
+  const bool fused = cfg.momentum == 0.0 && sgd.count_ref == 0.0;
+  const bool cuda = devices.backend == Backend::Cuda;
+  Buffer rb = Buffer::pinned(devices.backend, size_t(2) * N * kLag * sizeof(float));
+  std::vector<std::vector<Event>> done(kLag);  // [slot][worker]: the step's exchange, on comm
+  for (auto& row : done)
+    for (auto& w : workers) row.push_back(w->ctx().event());
+  std::vector<int> next_slot(static_cast<size_t>(N), 0);
+
+  struct Pending {
+    StepRecord rec;
+    int slot;
+  };
+  std::deque<Pending> pending;
+  double last_t = 0;
+  auto finish = [&](Pending& p) {
+    for (auto& e : done[static_cast<size_t>(p.slot)]) e.synchronize();
+    StepRecord& rec = p.rec;
+    rec.t = steady_now_s() - wall0;
+    rec.window_s = rec.t - last_t;
+    last_t = rec.t;
+    double loss_sum = 0, count = 0;
+    const float* r = rb.as<float>() + size_t(2) * N * p.slot;
+    for (int i = 0; i < N; ++i) {
+      count += r[2 * i];
+      loss_sum += r[2 * i + 1];
+    }
+    rec.samples = static_cast<int64_t>(count);
+    rec.loss = count > 0 ? loss_sum / count : std::nan("");
+    rec.skipped = count == 0;
+    if (rec.skipped) ++sum.skipped_steps;
+    losses.add(loss_sum, count);
+    clock = std::max(clock, rec.t);
+    emit(rec);
+  };
+  auto drain = [&](bool all) {
+    while (!pending.empty()) {
+      bool ready = true;
+      for (auto& e : done[static_cast<size_t>(pending.front().slot)]) ready = ready && e.query();
+      if (!ready && !all && pending.size() < static_cast<size_t>(kLag)) break;
+      finish(pending.front());
+      pending.pop_front();
+    }
+  };
+
+  int64_t issued = step;
+  auto more = [&] {
+    if (cfg.steps > 0 && issued >= cfg.steps) return false;
+    if (cfg.steps <= 0 && queue->epoch_complete(cfg.epochs - 1)) return false;
+    if (cfg.stop_at_target && time_to_target) return false;
+    if (stop && stop->load()) {
+      sum.interrupted = true;
+      return false;
+    }
+    return true;
+  };
+
+  while (more()) {
+    const int64_t s = issued++;
+    const int slot = static_cast<int>(s % kLag);
+    NBSGD_NVTX_RANGE("gossip step (real clock)", nvtx::kHost);
+    Pending p;
+    p.slot = slot;
+    p.rec.step = s;
+    p.rec.epoch = queue->current_epoch();
+    p.rec.lr = schedule.lr_at(s);
+    p.rec.finished.assign(static_cast<size_t>(N), 0);
+    p.rec.delay_s.assign(static_cast<size_t>(N), 0.0);
+
+    // Hand-out, round-robin.
+    std::vector<std::vector<data::MiniBatch>> mbs(static_cast<size_t>(N));
+    for (int k = 0; k < m; ++k)
+      for (int i = 0; i < N; ++i)
+        if (auto mb = queue->take(b)) mbs[static_cast<size_t>(i)].push_back(std::move(*mb));
+
+    std::vector<Event> ready;
+    for (int i = 0; i < N; ++i) {
+      Worker& w = *workers[static_cast<size_t>(i)];
+      if (cuda) bind_thread_to_device(w.ctx().device().ordinal);
+      Stream& cs = w.ctx().compute();
+      const auto& dev = profile.devices[static_cast<size_t>(i)];
+      straggler::Rng delay_rng = step_stream(profile, i, s, straggler::Stream::Delay);
+      straggler::Rng stall_rng = step_stream(profile, i, s, straggler::Stream::Stall);
+      const double stall = dev.draw_stall_s(stall_rng, s);
+      double injected = stall;
+      if (stall > 0) {
+        NBSGD_NVTX_RANGE("injected:stall", nvtx::kInjected);
+        cs.wait(w.update_done);
+        kernels::delay(cs, stall);
+      }
+      const double slowdown = dev.slowdown(s);
+      for (data::MiniBatch& mb : mbs[static_cast<size_t>(i)]) {
+        const int k = next_slot[static_cast<size_t>(i)];
+        next_slot[static_cast<size_t>(i)] = (k + 1) % w.slots();
+        uint64_t* stamp = stamps[static_cast<size_t>(i)].as<uint64_t>() + k;
+        const double extra = dev.draw_delay_s(delay_rng, s);
+        w.stage_and_compute(k, data.train, mb.indices, stamp);
+        if (slowdown > 1.0 || extra > 0) {
+          NBSGD_NVTX_RANGE("injected:throttle", nvtx::kInjected);
+          kernels::throttle(cs, stamp, slowdown - 1.0, extra, kernels::DelayMode::Idle);
+        }
+        optim::commit(cs, w.slot(k).scratch.as<float>(), w.accumulator(), P);
+        cs.record(w.slot(k).done);
+        queue->commit(mb);
+        injected += extra;  // the throttle's share is known only on the device
+        ++p.rec.finished[static_cast<size_t>(i)];
+      }
+      p.rec.delay_s[static_cast<size_t>(i)] = injected;
+      cs.wait(w.update_done);
+      copy_async(cs, rb.as<float>() + size_t(2) * (size_t(N) * slot + i), w.accumulator() + P, 2 * sizeof(float));
+      if (!fused)
+        optim::fused_sgd_update(cs, w.params(), w.momentum(), w.accumulator(), P, static_cast<float>(p.rec.lr), sgd,
+                                1.0f);
+      ready.push_back(w.ctx().event());
+      cs.record(ready.back());
+    }
+    std::vector<float*> x, acc;
+    for (auto& w : workers) {
+      x.push_back(w->params());
+      acc.push_back(w->accumulator());
+    }
+    std::vector<const Event*> rp;
+    for (auto& e : ready) rp.push_back(&e);
+    const comm::MixWeights& W = weights(s);
+    if (fused) {
+      comm::GossipStep gs;
+      gs.lr = static_cast<float>(p.rec.lr);
+      gs.weight_decay = static_cast<float>(cfg.weight_decay);
+      exchange->fused_gossip_sgd(x, acc, P, gs, W, rp);
+    } else {
+      exchange->mix(x, P, W, rp);
+    }
+    for (int i = 0; i < N; ++i) {
+      Stream& comm_s = workers[static_cast<size_t>(i)]->ctx().comm();
+      comm_s.record(workers[static_cast<size_t>(i)]->update_done);
+      comm_s.record(done[static_cast<size_t>(slot)][static_cast<size_t>(i)]);
+    }
+    weights_cache.erase(weights_cache.begin(), weights_cache.lower_bound(s + 1));
+    neighbours_cache.erase(neighbours_cache.begin(), neighbours_cache.lower_bound(s + 1));
+    pending.push_back(std::move(p));
+    // An evaluation swaps the averaged model into worker 0: nothing may be in flight.
+    const bool eval_next = cfg.eval_every > 0 && (s + 1) % cfg.eval_every == 0;
+    drain(eval_next);
+  }
+  drain(true);
+}
+
+}  // namespace nbsgd::engine
