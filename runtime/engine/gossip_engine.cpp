@@ -99,10 +99,10 @@ GossipEngine::Impl::Impl(const TrainConfig& c) : cfg(c) {
   }
   if (real_clock && cfg.exchange == "adpsgd")
     throw InputError("--exchange adpsgd runs on the virtual clock only (host workers: --host-workers N --clock virtual)");
-  if (real_clock && parse_window(cfg.window).kind != WindowKind::Sync)
-    throw InputError("--window " + cfg.window + ": on the real clock --exchange " + cfg.exchange +
-                     " runs the blocking baseline --window sync; its non-blocking windows run on the virtual clock "
-                     "(host workers: --host-workers N --clock virtual)");
+  if (real_clock && parse_window(cfg.window).kind != WindowKind::Sync && cfg.window_scope != "global")
+    throw InputError("--window-scope " + cfg.window_scope + ": on the real clock the non-blocking gossip windows are "
+                     "decided over all workers (--window-scope global); the neighbourhood scope runs on the virtual "
+                     "clock (host workers: --host-workers N --clock virtual)");
   const int N = static_cast<int>(devices.devices.size());
 
   ctl_cfg.window = parse_window(cfg.window);
