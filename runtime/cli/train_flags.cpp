@@ -13,14 +13,15 @@ void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
   app.add_option("--train-limit", c.train_limit, "Use only the first N training samples (0: all)")->capture_default_str();
   app.add_option("--test-limit", c.test_limit, "Evaluate on the first N test samples only (0: all)")
       ->capture_default_str();
-  app.add_option("--exchange", c.exchange, "Exchange: ring, dpsgd, matcha, adpsgd (real clock: dpsgd, matcha with --window sync)")
+  app.add_option("--exchange", c.exchange, "Exchange: ring, dpsgd, matcha, adpsgd (adpsgd: virtual clock only)")
       ->capture_default_str();
   app.add_option("--window", c.window, "Step window: sync, fastest, quorum:K, deadline:MS, adaptive")
       ->capture_default_str();
   app.add_option("--cap", c.cap, "Per-worker cap per step: m, none, or N (default: m for sync/fastest, else none)");
   app.add_option("--topology", c.topology, "Gossip topology: ring, torus[:RxC], complete, er:P[:SEED], file:PATH")
       ->capture_default_str();
-  app.add_option("--window-scope", c.window_scope, "Gossip window scope: global, neighbors")->capture_default_str();
+  app.add_option("--window-scope", c.window_scope, "Gossip window scope: global, neighbors (real clock: global)")
+      ->capture_default_str();
   app.add_option("--budget", c.budget, "MATCHA communication budget C_b")->capture_default_str();
   app.add_option("--devices", c.devices, "Devices to use, e.g. 0,1 or 0:0.5,0:0.5 (default: all)");
   app.add_option("--host-workers", c.host_workers, "Use N host workers instead of GPUs")
