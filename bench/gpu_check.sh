@@ -80,5 +80,14 @@ if ! timeout 240 ./build/gpu/nbsgd compare --runs ring/sync,ring/fastest --devic
 fi
 tail -12 "$OUT/compare-one-slow.log" >> "$summary"
 
+# The same four workers, decentralised: D-PSGD and MATCHA, blocking and non-blocking.
+note "-- 4 virtual devices, one-slow: dpsgd and matcha, sync vs fastest"
+if ! timeout 300 ./build/gpu/nbsgd compare --runs dpsgd/sync,dpsgd/fastest,matcha/sync,matcha/fastest \
+     --devices 0:0.25,0:0.25,0:0.25,0:0.25 --profile one-slow --net lenet --data fashion-mnist --batch 128 --split 8 \
+     --epochs 1 --target-loss 0.6 --seed 1 --out "$OUT/compare-gossip" > "$OUT/compare-gossip.log" 2>&1; then
+  status=1; note "gossip compare FAILED or timed out (see compare-gossip.log)"
+fi
+tail -12 "$OUT/compare-gossip.log" >> "$summary"
+
 note "== done, status $status"
 exit $status
