@@ -41,6 +41,7 @@ struct RealStepState {
   std::vector<int> next_slot;       // per worker: ring position
   int64_t wasted = 0;
   std::vector<double> delay_s;
+  double last_notice_t = 0;  // the latest completion time handed to the controller
 };
 
 struct Engine::Impl {

@@ -163,6 +163,7 @@ void GossipEngine::Impl::run_real(RunSummary& sum, double& clock, const std::fun
     int64_t step = -1;  // the step whose window is open; notices of others cancel
     std::vector<int> inflight, pending, last_counted;
     int64_t wasted = 0;
+    double last_notice_t = 0;
   } rs;
   rs.inflight.assign(static_cast<size_t>(N), 0);
   std::vector<Buffer> flags;
@@ -226,8 +227,10 @@ void GossipEngine::Impl::run_real(RunSummary& sum, double& clock, const std::fun
             kernels::throttle(cs, stamp, sd - 1.0, extra, kernels::DelayMode::Idle);
           }
           cs.host_task([&, i, k, s, mb, actual, flag_host] {
-            const double t = steady_now_s();
+            double t = steady_now_s();
             std::lock_guard<std::mutex> g(mu);
+            t = std::max(t, rs.last_notice_t);  // completions reach the controller in time order
+            rs.last_notice_t = t;
             const bool current = rs.step == s;
             const bool counted = current && ctl.on_complete(i, t, actual);
             *flag_host = counted ? 1 : 0;

@@ -134,8 +134,12 @@ void Engine::Impl::issue_real(int w, int64_t step_index) {
     }
     auto shared_mb = std::make_shared<data::MiniBatch>(std::move(*mb));
     cs.host_task([this, w, k, flag_host, step_index, shared_mb, actual] {
-      const double t = now_real();
+      double t = now_real();
       std::lock_guard<std::mutex> g(m);
+      // The controller takes completions in time order: two notices racing for the
+      // lock keep the order in which they got it.
+      t = std::max(t, rs.last_notice_t);
+      rs.last_notice_t = t;
       const bool current = rs.step == step_index;
       const bool counted = current && controller->on_complete(w, t, actual);
       *flag_host = counted ? 1 : 0;
