@@ -61,42 +61,52 @@ engine::TrainConfig base_config() {
 
 // The plain loop: one context, one model, mini-batches in order, no window, no
 // notices, no exchange. Returns seconds per step in steady state, from the end of
-// step kSkip to the end of the last step (median of `reps`).
-double plain_loop(const data::Dataset& ds, int steps, int batch, int split, int reps, std::vector<float>* params_out) {
+// step kSkip to the end of the last step.
+double plain_loop(const data::Dataset& ds, int steps, int batch, int split, std::vector<float>* params_out) {
   Device d = host_devices(1, "bench").devices[0];
   DeviceContext ctx(d, ClockKind::Real);
   const int b = batch / split;
-  std::vector<double> times;
-  for (int rep = 0; rep < reps; ++rep) {
-    nets::Model model = nets::Model::create("lenet", ctx, b, 1);
-    const size_t P = model.num_params();
-    Buffer acc(Backend::Host, 0, (P + 2) * 4), mom(Backend::Host, 0, P * 4), scratch(Backend::Host, 0, (P + 2) * 4);
-    optim::SgdConfig cfg;
-    cfg.momentum = 0.9;
-    Stream& s = ctx.compute();
-    s.synchronize();
-    double t0 = steady_now_s();
-    int64_t next = 0;
-    for (int step = 0; step < steps; ++step) {
-      if (step == kSkip) {
-        s.synchronize();
-        t0 = steady_now_s();
-      }
-      for (int k = 0; k < split; ++k, next += b) {
-        // The strictest baseline: no staging at all. On the host backend device
-        // memory is host memory, so the kernels read the dataset in place (the
-        // engine stages every mini-batch through pinned buffers on a copy stream).
-        const int64_t first = next % ds.n;
-        model.forward_backward(ds.image(first), ds.labels.data() + first, b, scratch.as<float>());
-        optim::commit(s, scratch.as<float>(), acc.as<float>(), P);
-      }
-      optim::fused_sgd_update(s, model.params(), mom.as<float>(), acc.as<float>(), P, 0.05f, cfg, 1.0f);
+  nets::Model model = nets::Model::create("lenet", ctx, b, 1);
+  const size_t P = model.num_params();
+  Buffer acc(Backend::Host, 0, (P + 2) * 4), mom(Backend::Host, 0, P * 4), scratch(Backend::Host, 0, (P + 2) * 4);
+  optim::SgdConfig cfg;
+  cfg.momentum = 0.9;
+  Stream& s = ctx.compute();
+  s.synchronize();
+  double t0 = steady_now_s();
+  int64_t next = 0;
+  for (int step = 0; step < steps; ++step) {
+    if (step == kSkip) {
+      s.synchronize();
+      t0 = steady_now_s();
     }
-    s.synchronize();
-    times.push_back((steady_now_s() - t0) / (steps - kSkip));
-    if (params_out) *params_out = model.download_params();
+    for (int k = 0; k < split; ++k, next += b) {
+      // The strictest baseline: no staging at all. On the host backend device
+      // memory is host memory, so the kernels read the dataset in place (the
+      // engine stages every mini-batch through pinned buffers on a copy stream).
+      const int64_t first = next % ds.n;
+      model.forward_backward(ds.image(first), ds.labels.data() + first, b, scratch.as<float>());
+      optim::commit(s, scratch.as<float>(), acc.as<float>(), P);
+    }
+    optim::fused_sgd_update(s, model.params(), mom.as<float>(), acc.as<float>(), P, 0.05f, cfg, 1.0f);
   }
-  return median(times);
+  s.synchronize();
+  if (params_out) *params_out = model.download_params();
+  return (steady_now_s() - t0) / (steps - kSkip);
+}
+
+// The efficiency runs: LeNet on the whole training set, B = 128 in m = 16, virtual clock.
+engine::TrainConfig efficiency_config(int workers, const std::string& slowdown, const std::string& window,
+                                      int steps) {
+  engine::TrainConfig c = base_config();
+  c.train_limit = 60000;
+  c.host_workers = workers;
+  c.batch = 128;
+  c.split = 16;
+  c.steps = steps;
+  c.window = window;
+  c.slowdown = slowdown;
+  return c;
 }
 
 engine::RunSummary run_engine(engine::TrainConfig c) {
@@ -120,12 +130,12 @@ int main(int argc, char** argv) {
   // ---- 1. overhead (host, real clock)
   data::DataSplit data = data::load_fashion_mnist(data::kFashionMnistDefaultDir, 16384);
   std::vector<float> plain_params;
-  plain_loop(data.train, 3, 128, 8, 1, nullptr);  // warm-up
+  plain_loop(data.train, kSkip + 1, 128, 8, nullptr);  // warm-up
   // Plain and engine runs alternate, so that drift in the machine's speed (turbo,
   // other load) falls on both alike.
   std::vector<double> eng_times, plain_times;
   for (int rep = 0; rep < reps; ++rep) {
-    plain_times.push_back(plain_loop(data.train, steps, 128, 8, 1, &plain_params));
+    plain_times.push_back(plain_loop(data.train, steps, 128, 8, &plain_params));
     engine::TrainConfig c = base_config();
     c.host_workers = 1;
     c.clock = "real";
@@ -172,29 +182,13 @@ int main(int argc, char** argv) {
   double ceiling = 0;
   std::vector<double> standalone;
   for (double s : slow) {
-    engine::TrainConfig c = base_config();
-    c.train_limit = 60000;
-    c.host_workers = 1;
-    c.batch = 128;
-    c.split = 16;
-    c.steps = eff_steps;
-    c.window = "sync";
-    c.slowdown = fmt::format("{}", s);
-    standalone.push_back(run_engine(c).samples_per_s);
+    standalone.push_back(run_engine(efficiency_config(1, fmt::format("{}", s), "sync", eff_steps)).samples_per_s);
     ceiling += standalone.back();
   }
   std::printf("\n%-28s %14s %12s %8s\n", "efficiency 1,1,3,5 (virtual)", "samples/s", "efficiency", "target");
   nlohmann::json eff;
   for (const char* w : {"sync", "fastest", "adaptive"}) {
-    engine::TrainConfig c = base_config();
-    c.train_limit = 60000;
-    c.host_workers = 4;
-    c.batch = 128;
-    c.split = 16;
-    c.steps = eff_steps;
-    c.window = w;
-    c.slowdown = "1,1,3,5";
-    engine::RunSummary s = run_engine(c);
+    engine::RunSummary s = run_engine(efficiency_config(4, "1,1,3,5", w, eff_steps));
     const double e = s.samples_per_s / ceiling;
     const double target = std::string(w) == "fastest" ? 0.90 : std::string(w) == "adaptive" ? 0.95 : 0.0;
     std::printf("%-28s %14.0f %12.3f %8s\n", w, s.samples_per_s, e, target > 0 ? fmt::format(">= {}", target).c_str() : "~0.32");

@@ -103,6 +103,30 @@ void GossipEngine::Impl::run_real(RunSummary& sum, double& clock, const std::fun
     }
   };
 
+  // The step's stall of worker i, before its first mini-batch (binds the device).
+  auto inject_stall = [&](int i, int64_t s) {
+    Worker& w = *workers[static_cast<size_t>(i)];
+    if (cuda) bind_thread_to_device(w.ctx().device().ordinal);
+    straggler::Rng stall_rng = step_stream(profile, i, s, straggler::Stream::Stall);
+    const double stall = profile.devices[static_cast<size_t>(i)].draw_stall_s(stall_rng, s);
+    if (stall > 0) {
+      NBSGD_NVTX_RANGE("injected:stall", nvtx::kInjected);
+      w.ctx().compute().wait(w.update_done);
+      kernels::delay(w.ctx().compute(), stall);
+    }
+    return stall;
+  };
+  // After worker i's last counted commit, on stream `st`: read [n, loss] back into
+  // the step's slot, the local update (unless the exchange fuses it), the ready event.
+  auto finish_worker = [&](int i, Stream& st, int slot, double lr, std::vector<Event>& ready) {
+    Worker& w = *workers[static_cast<size_t>(i)];
+    copy_async(st, rb.as<float>() + size_t(2) * (size_t(N) * slot + i), w.accumulator() + P, 2 * sizeof(float));
+    if (!fused)
+      optim::fused_sgd_update(st, w.params(), w.momentum(), w.accumulator(), P, static_cast<float>(lr), sgd, 1.0f);
+    ready.push_back(w.ctx().event());
+    st.record(ready.back());
+  };
+
   // --window sync: every worker's m mini-batches, all counted; the update on the
   // compute stream, right after the last commit.
   auto issue_sync = [&](int64_t s, int slot, StepRecord& rec, std::vector<Event>& ready) {
@@ -114,18 +138,10 @@ void GossipEngine::Impl::run_real(RunSummary& sum, double& clock, const std::fun
 
     for (int i = 0; i < N; ++i) {
       Worker& w = *workers[static_cast<size_t>(i)];
-      if (cuda) bind_thread_to_device(w.ctx().device().ordinal);
       Stream& cs = w.ctx().compute();
       const auto& dev = profile.devices[static_cast<size_t>(i)];
       straggler::Rng delay_rng = step_stream(profile, i, s, straggler::Stream::Delay);
-      straggler::Rng stall_rng = step_stream(profile, i, s, straggler::Stream::Stall);
-      const double stall = dev.draw_stall_s(stall_rng, s);
-      double injected = stall;
-      if (stall > 0) {
-        NBSGD_NVTX_RANGE("injected:stall", nvtx::kInjected);
-        cs.wait(w.update_done);
-        kernels::delay(cs, stall);
-      }
+      double injected = inject_stall(i, s);
       const double slowdown = dev.slowdown(s);
       for (data::MiniBatch& mb : mbs[static_cast<size_t>(i)]) {
         const int k = next_slot[static_cast<size_t>(i)];
@@ -145,12 +161,7 @@ void GossipEngine::Impl::run_real(RunSummary& sum, double& clock, const std::fun
       }
       rec.delay_s[static_cast<size_t>(i)] = injected;
       cs.wait(w.update_done);
-      copy_async(cs, rb.as<float>() + size_t(2) * (size_t(N) * slot + i), w.accumulator() + P, 2 * sizeof(float));
-      if (!fused)
-        optim::fused_sgd_update(cs, w.params(), w.momentum(), w.accumulator(), P, static_cast<float>(rec.lr), sgd,
-                                1.0f);
-      ready.push_back(w.ctx().event());
-      cs.record(ready.back());
+      finish_worker(i, cs, slot, rec.lr, ready);
     }
   };
 
@@ -173,19 +184,9 @@ void GossipEngine::Impl::run_real(RunSummary& sum, double& clock, const std::fun
     std::vector<straggler::Rng> delay_rng;
     std::vector<double> slowdown(static_cast<size_t>(N));
     for (int i = 0; i < N; ++i) {
-      Worker& w = *workers[static_cast<size_t>(i)];
-      if (cuda) bind_thread_to_device(w.ctx().device().ordinal);
-      const auto& dev = profile.devices[static_cast<size_t>(i)];
       delay_rng.push_back(step_stream(profile, i, s, straggler::Stream::Delay));
-      straggler::Rng stall_rng = step_stream(profile, i, s, straggler::Stream::Stall);
-      const double stall = dev.draw_stall_s(stall_rng, s);
-      rec.delay_s[static_cast<size_t>(i)] = stall;
-      slowdown[static_cast<size_t>(i)] = dev.slowdown(s);
-      if (stall > 0) {
-        NBSGD_NVTX_RANGE("injected:stall", nvtx::kInjected);
-        w.ctx().compute().wait(w.update_done);
-        kernels::delay(w.ctx().compute(), stall);
-      }
+      slowdown[static_cast<size_t>(i)] = profile.devices[static_cast<size_t>(i)].slowdown(s);
+      rec.delay_s[static_cast<size_t>(i)] = inject_stall(i, s);
     }
     std::unique_lock<std::mutex> lk(mu);
     rs.step = s;
@@ -277,12 +278,7 @@ void GossipEngine::Impl::run_real(RunSummary& sum, double& clock, const std::fun
       if (cuda) bind_thread_to_device(w.ctx().device().ordinal);
       Stream& cm = w.ctx().comm();
       cm.wait(last[static_cast<size_t>(i)] >= 0 ? w.slot(last[static_cast<size_t>(i)]).done : w.update_done);
-      copy_async(cm, rb.as<float>() + size_t(2) * (size_t(N) * slot + i), w.accumulator() + P, 2 * sizeof(float));
-      if (!fused)
-        optim::fused_sgd_update(cm, w.params(), w.momentum(), w.accumulator(), P, static_cast<float>(rec.lr), sgd,
-                                1.0f);
-      ready.push_back(w.ctx().event());
-      cm.record(ready.back());
+      finish_worker(i, cm, slot, rec.lr, ready);
     }
   };
 
