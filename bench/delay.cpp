@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "kernels/basic.h"
-#include "runtime/device.h"
-#include "runtime/stream.h"
+#include "runtime/device/device.h"
+#include "runtime/device/stream.h"
 
 using namespace nbsgd;
 

@@ -26,9 +26,9 @@
 #include "nets/model.h"
 #include "nets/optim/commit.h"
 #include "nets/optim/sgd.h"
-#include "runtime/buffer.h"
-#include "runtime/context.h"
-#include "runtime/engine/engine.h"
+#include "runtime/device/buffer.h"
+#include "runtime/device/context.h"
+#include "runtime/train/engine.h"
 
 using namespace nbsgd;
 

@@ -16,10 +16,10 @@
 #include <vector>
 
 #include "nets/layers/blas.h"
-#include "runtime/buffer.h"
-#include "runtime/check.h"
-#include "runtime/context.h"
-#include "runtime/device.h"
+#include "runtime/device/buffer.h"
+#include "runtime/device/check.h"
+#include "runtime/device/context.h"
+#include "runtime/device/device.h"
 
 using namespace nbsgd;
 

@@ -29,9 +29,9 @@
 #include <string>
 #include <vector>
 
-#include "runtime/engine/engine.h"
-#include "runtime/predict/predict.h"
-#include "runtime/straggler/profile.h"
+#include "runtime/train/engine.h"
+#include "runtime/apps/predict/predict.h"
+#include "runtime/train/straggler/profile.h"
 
 using namespace nbsgd;
 

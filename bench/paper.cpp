@@ -35,10 +35,10 @@
 #include <string>
 #include <vector>
 
-#include "runtime/check.h"
-#include "runtime/backend.h"
-#include "runtime/engine/gossip_compare.h"
-#include "runtime/engine/gossip_engine.h"
+#include "runtime/device/check.h"
+#include "runtime/device/backend.h"
+#include "runtime/train/gossip_compare.h"
+#include "runtime/train/gossip_engine.h"
 
 using namespace nbsgd;
 using namespace nbsgd::engine;

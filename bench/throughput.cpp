@@ -24,10 +24,10 @@
 
 #include "kernels/basic.h"
 #include "nets/model.h"
-#include "runtime/buffer.h"
-#include "runtime/check.h"
-#include "runtime/context.h"
-#include "runtime/device.h"
+#include "runtime/device/buffer.h"
+#include "runtime/device/check.h"
+#include "runtime/device/context.h"
+#include "runtime/device/device.h"
 
 using namespace nbsgd;
 

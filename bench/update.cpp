@@ -20,10 +20,10 @@
 
 #include "nets/optim/commit.h"
 #include "nets/optim/sgd.h"
-#include "runtime/buffer.h"
-#include "runtime/check.h"
-#include "runtime/device.h"
-#include "runtime/stream.h"
+#include "runtime/device/buffer.h"
+#include "runtime/device/check.h"
+#include "runtime/device/device.h"
+#include "runtime/device/stream.h"
 
 using namespace nbsgd;
 

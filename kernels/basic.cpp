@@ -2,7 +2,7 @@
 
 #include "kernels/elementwise.h"
 #include "kernels/launch.h"
-#include "runtime/check.h"
+#include "runtime/device/check.h"
 
 namespace nbsgd::kernels {
 

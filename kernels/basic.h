@@ -5,7 +5,7 @@
 
 #include <cstddef>
 
-#include "runtime/stream.h"
+#include "runtime/device/stream.h"
 
 namespace nbsgd::kernels {
 

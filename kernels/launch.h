@@ -11,8 +11,8 @@
 #include <cstddef>
 
 #include "kernels/hd.h"
-#include "runtime/check.h"
-#include "runtime/stream.h"
+#include "runtime/device/check.h"
+#include "runtime/device/stream.h"
 
 namespace nbsgd::kernels {
 

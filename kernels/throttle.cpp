@@ -3,7 +3,7 @@
 #include <chrono>
 #include <thread>
 
-#include "runtime/check.h"
+#include "runtime/device/check.h"
 
 namespace nbsgd::kernels {
 

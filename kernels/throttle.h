@@ -11,7 +11,7 @@
 #include <cstdint>
 
 #include "kernels/basic.h"
-#include "runtime/stream.h"
+#include "runtime/device/stream.h"
 
 namespace nbsgd::kernels {
 

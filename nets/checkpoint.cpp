@@ -15,7 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/check.h"
+#include "runtime/device/check.h"
 
 namespace nbsgd {
 

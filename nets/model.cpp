@@ -14,10 +14,10 @@
 
 #include "nets/data/rng.h"
 #include "nets/layers/loss.h"
-#include "runtime/buffer.h"
-#include "runtime/check.h"
-#include "runtime/context.h"
-#include "runtime/nvtx.h"
+#include "runtime/device/buffer.h"
+#include "runtime/device/check.h"
+#include "runtime/device/context.h"
+#include "runtime/device/nvtx.h"
 
 namespace nbsgd::nets {
 

@@ -2,7 +2,7 @@
 
 #include <cstdio>
 
-#include "runtime/check.h"
+#include "runtime/device/check.h"
 
 namespace nbsgd::nets {
 

@@ -7,7 +7,7 @@
 
 #include "kernels/basic.h"
 #include "kernels/throttle.h"
-#include "runtime/buffer.h"
+#include "runtime/device/buffer.h"
 #include "support/backend_test.h"
 
 namespace nbsgd::test {

@@ -8,8 +8,8 @@
 #include <cmath>
 #include <string>
 
-#include "runtime/device.h"
-#include "runtime/engine/gossip_engine.h"
+#include "runtime/device/device.h"
+#include "runtime/train/gossip_engine.h"
 
 namespace nbsgd::engine {
 namespace {

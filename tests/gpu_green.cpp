@@ -1,4 +1,4 @@
-// Virtual devices on one GPU: green-context SM partitions (runtime/cuda/
+// Virtual devices on one GPU: green-context SM partitions (runtime/device/cuda/
 // green_context.h), their streams, DeviceContexts of kind cuda-partition, and a
 // short training run on two partitions that exchange through device memory.
 // Skips, with the reason, without a GPU or without green contexts.
@@ -7,14 +7,14 @@
 #include <vector>
 
 #include "kernels/basic.h"
-#include "runtime/buffer.h"
-#include "runtime/check.h"
-#include "runtime/context.h"
-#include "runtime/device.h"
-#include "runtime/stream.h"
+#include "runtime/device/buffer.h"
+#include "runtime/device/check.h"
+#include "runtime/device/context.h"
+#include "runtime/device/device.h"
+#include "runtime/device/stream.h"
 #include "support/test_support.h"
 #if NBSGD_HAVE_CUDA
-#include "runtime/cuda/green_context.h"
+#include "runtime/device/cuda/green_context.h"
 #endif
 
 namespace nbsgd::test {

@@ -18,7 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "nets/checkpoint.h"
-#include "runtime/check.h"
+#include "runtime/device/check.h"
 #include "support/test_support.h"
 
 namespace nbsgd {

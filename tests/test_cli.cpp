@@ -3,8 +3,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "runtime/backend.h"
-#include "runtime/device.h"
+#include "runtime/device/backend.h"
+#include "runtime/device/device.h"
 #include "support/test_support.h"
 
 namespace nbsgd::test {

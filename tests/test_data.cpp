@@ -15,7 +15,7 @@
 
 #include "nets/data/fashion_mnist.h"
 #include "nets/data/synthetic_cifar.h"
-#include "runtime/check.h"
+#include "runtime/device/check.h"
 #include "support/test_support.h"
 
 namespace nbsgd::data {

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "runtime/straggler/distribution.h"
+#include "runtime/train/straggler/distribution.h"
 
 namespace nbsgd::straggler {
 namespace {

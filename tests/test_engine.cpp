@@ -8,9 +8,9 @@
 #include <cstring>
 
 #include "nets/optim/sgd.h"
-#include "runtime/check.h"
-#include "runtime/comm/comm.h"
-#include "runtime/engine/engine.h"
+#include "runtime/device/check.h"
+#include "runtime/device/comm/comm.h"
+#include "runtime/train/engine.h"
 
 namespace nbsgd::engine {
 namespace {

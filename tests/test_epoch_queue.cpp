@@ -13,7 +13,7 @@
 
 #include "nets/data/epoch_queue.h"
 #include "nets/data/rng.h"
-#include "runtime/check.h"
+#include "runtime/device/check.h"
 
 namespace nbsgd::data {
 namespace {

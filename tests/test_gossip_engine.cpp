@@ -7,13 +7,13 @@
 #include <cstdlib>
 #include <map>
 
-#include "runtime/check.h"
-#include "runtime/engine/gossip_compare.h"
-#include "runtime/engine/gossip_engine.h"
-#include "runtime/engine/gossip_timeline.h"
-#include "runtime/gossip/mixing.h"
-#include "runtime/gossip/topology.h"
-#include "runtime/straggler/profile.h"
+#include "runtime/device/check.h"
+#include "runtime/train/gossip_compare.h"
+#include "runtime/train/gossip_engine.h"
+#include "runtime/train/gossip_timeline.h"
+#include "runtime/train/gossip/mixing.h"
+#include "runtime/train/gossip/topology.h"
+#include "runtime/train/straggler/profile.h"
 
 namespace nbsgd::engine {
 namespace {

@@ -7,10 +7,10 @@
 #include <fstream>
 #include <set>
 
-#include "runtime/check.h"
-#include "runtime/gossip/matcha.h"
-#include "runtime/gossip/mixing.h"
-#include "runtime/gossip/topology.h"
+#include "runtime/device/check.h"
+#include "runtime/train/gossip/matcha.h"
+#include "runtime/train/gossip/mixing.h"
+#include "runtime/train/gossip/topology.h"
 #include "support/test_support.h"
 
 namespace nbsgd::gossip {

@@ -10,9 +10,9 @@
 #include "kernels/basic.h"
 #include "nets/data/fashion_mnist.h"
 #include "nets/model.h"
-#include "runtime/buffer.h"
-#include "runtime/check.h"
-#include "runtime/context.h"
+#include "runtime/device/buffer.h"
+#include "runtime/device/check.h"
+#include "runtime/device/context.h"
 #include "bodies/layers_reference.h"
 #include "support/test_support.h"
 

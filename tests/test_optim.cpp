@@ -1,7 +1,7 @@
 #include <string>
 
 #include "bodies/optim_body.h"
-#include "runtime/check.h"
+#include "runtime/device/check.h"
 
 namespace nbsgd::test {
 NBSGD_BACKEND_SUITE(OptimTest, Backend::Host);

@@ -8,11 +8,11 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "runtime/check.h"
-#include "runtime/engine/engine.h"
-#include "runtime/predict/measure.h"
-#include "runtime/predict/predict.h"
-#include "runtime/predict/rates.h"
+#include "runtime/device/check.h"
+#include "runtime/train/engine.h"
+#include "runtime/apps/predict/measure.h"
+#include "runtime/apps/predict/predict.h"
+#include "runtime/apps/predict/rates.h"
 #include "support/test_support.h"
 
 namespace nbsgd::predict {

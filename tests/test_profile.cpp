@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/check.h"
-#include "runtime/straggler/profile.h"
+#include "runtime/device/check.h"
+#include "runtime/train/straggler/profile.h"
 #include "support/test_support.h"
 
 namespace nbsgd::straggler {

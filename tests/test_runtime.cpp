@@ -1,6 +1,6 @@
 #include "bodies/runtime_body.h"
 
-#include "runtime/check.h"
+#include "runtime/device/check.h"
 
 namespace nbsgd::test {
 

@@ -5,9 +5,9 @@
 #include <cmath>
 #include <vector>
 
-#include "runtime/check.h"
-#include "runtime/straggler/erlang_closed_form.h"
-#include "runtime/straggler/runtime_model.h"
+#include "runtime/device/check.h"
+#include "runtime/apps/predict/erlang_closed_form.h"
+#include "runtime/apps/predict/runtime_model.h"
 
 namespace nbsgd::straggler {
 namespace {

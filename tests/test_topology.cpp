@@ -6,8 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "runtime/check.h"
-#include "runtime/gossip/topology.h"
+#include "runtime/device/check.h"
+#include "runtime/train/gossip/topology.h"
 #include "support/test_support.h"
 
 namespace nbsgd::gossip {

@@ -6,7 +6,7 @@
 #include <algorithm>
 
 #include "kernels/launch.h"
-#include "runtime/cuda/cuda_check.h"
+#include "runtime/device/cuda/cuda_check.h"
 
 namespace nbsgd::kernels::detail {
 

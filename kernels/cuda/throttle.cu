@@ -1,5 +1,5 @@
 #include "kernels/throttle.h"
-#include "runtime/cuda/cuda_check.h"
+#include "runtime/device/cuda/cuda_check.h"
 
 namespace nbsgd::kernels::cuda {
 namespace {

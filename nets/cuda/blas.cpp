@@ -3,7 +3,7 @@
 #include <cublas_v2.h>
 
 #include "nets/layers/blas.h"
-#include "runtime/cuda/cuda_check.h"
+#include "runtime/device/cuda/cuda_check.h"
 
 namespace nbsgd::nets::cuda {
 

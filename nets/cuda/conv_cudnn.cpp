@@ -16,9 +16,9 @@
 #include <memory>
 
 #include "nets/layers/conv.h"
-#include "runtime/buffer.h"
-#include "runtime/context.h"
-#include "runtime/cuda/cuda_check.h"
+#include "runtime/device/buffer.h"
+#include "runtime/device/context.h"
+#include "runtime/device/cuda/cuda_check.h"
 
 namespace nbsgd::nets {
 namespace {

@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "nets/data/rng.h"
-#include "runtime/check.h"
+#include "runtime/device/check.h"
 
 namespace nbsgd::data {
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/check.h"
+#include "runtime/device/check.h"
 
 namespace nbsgd::data {
 namespace {

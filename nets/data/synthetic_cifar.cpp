@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "nets/data/rng.h"
-#include "runtime/check.h"
+#include "runtime/device/check.h"
 
 namespace nbsgd::data {
 namespace {

@@ -7,8 +7,8 @@
 #include "nets/layers/functors.h"
 #include "nets/layers/impl.h"
 #include "nets/layers/launch.h"
-#include "runtime/buffer.h"
-#include "runtime/context.h"
+#include "runtime/device/buffer.h"
+#include "runtime/device/context.h"
 
 namespace nbsgd::nets::detail {
 namespace {

@@ -2,8 +2,8 @@
 
 #include <cblas.h>
 
-#include "runtime/check.h"
-#include "runtime/context.h"
+#include "runtime/device/check.h"
+#include "runtime/device/context.h"
 
 namespace nbsgd::nets {
 

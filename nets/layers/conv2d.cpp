@@ -1,8 +1,8 @@
 // Conv2d: the layer around nets/layers/conv.h, which picks the library per backend.
 #include "nets/layers/conv.h"
 #include "nets/layers/impl.h"
-#include "runtime/check.h"
-#include "runtime/context.h"
+#include "runtime/device/check.h"
+#include "runtime/device/context.h"
 
 namespace nbsgd::nets::detail {
 namespace {

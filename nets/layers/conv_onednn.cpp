@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "nets/layers/conv.h"
-#include "runtime/check.h"
-#include "runtime/context.h"
+#include "runtime/device/check.h"
+#include "runtime/device/context.h"
 
 namespace nbsgd::nets {
 namespace {

@@ -5,9 +5,9 @@
 #include "nets/layers/functors.h"
 #include "nets/layers/impl.h"
 #include "nets/layers/launch.h"
-#include "runtime/buffer.h"
-#include "runtime/check.h"
-#include "runtime/context.h"
+#include "runtime/device/buffer.h"
+#include "runtime/device/check.h"
+#include "runtime/device/context.h"
 
 namespace nbsgd::nets::detail {
 namespace {

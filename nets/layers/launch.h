@@ -13,7 +13,7 @@
 #include <cstdint>
 
 #include "kernels/launch.h"
-#include "runtime/stream.h"
+#include "runtime/device/stream.h"
 
 namespace nbsgd::nets {
 

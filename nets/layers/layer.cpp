@@ -3,7 +3,7 @@
 #include <string>
 
 #include "nets/layers/impl.h"
-#include "runtime/check.h"
+#include "runtime/device/check.h"
 
 namespace nbsgd::nets {
 

@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "runtime/stream.h"
+#include "runtime/device/stream.h"
 
 namespace nbsgd::nets {
 

@@ -1,7 +1,7 @@
 #include "nets/optim/commit.h"
 
 #include "nets/optim/ops.h"
-#include "runtime/comm/device_launch.h"
+#include "runtime/device/comm/device_launch.h"
 
 namespace nbsgd::optim {
 

@@ -19,7 +19,7 @@
 
 #include <cstddef>
 
-#include "runtime/stream.h"
+#include "runtime/device/stream.h"
 
 namespace nbsgd::optim {
 

@@ -7,7 +7,7 @@
 #include <sstream>
 #include <vector>
 
-#include "runtime/check.h"
+#include "runtime/device/check.h"
 
 namespace nbsgd::optim {
 

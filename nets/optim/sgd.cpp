@@ -1,8 +1,8 @@
 #include "nets/optim/sgd.h"
 
 #include "nets/optim/ops.h"
-#include "runtime/check.h"
-#include "runtime/comm/device_launch.h"
+#include "runtime/device/check.h"
+#include "runtime/device/comm/device_launch.h"
 
 namespace nbsgd::optim {
 

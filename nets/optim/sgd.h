@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <vector>
 
-#include "runtime/stream.h"
+#include "runtime/device/stream.h"
 
 namespace nbsgd::optim {
 

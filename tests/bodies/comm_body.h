@@ -13,11 +13,11 @@
 #include <random>
 
 #include "nets/optim/sgd.h"
-#include "runtime/check.h"
-#include "runtime/comm/comm.h"
-#include "runtime/context.h"
-#include "runtime/gossip/matcha.h"
-#include "runtime/gossip/mixing.h"
+#include "runtime/device/check.h"
+#include "runtime/device/comm/comm.h"
+#include "runtime/device/context.h"
+#include "runtime/train/gossip/matcha.h"
+#include "runtime/train/gossip/mixing.h"
 #include "support/backend_test.h"
 
 namespace nbsgd::test {

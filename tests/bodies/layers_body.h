@@ -15,7 +15,7 @@
 #include "nets/layers/layer.h"
 #include "nets/layers/loss.h"
 #include "nets/model.h"
-#include "runtime/context.h"
+#include "runtime/device/context.h"
 #include "support/backend_test.h"
 
 namespace nbsgd::test {

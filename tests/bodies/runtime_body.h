@@ -7,7 +7,7 @@
 #include <random>
 #include <type_traits>
 
-#include "runtime/context.h"
+#include "runtime/device/context.h"
 #include "support/backend_test.h"
 
 namespace nbsgd::test {

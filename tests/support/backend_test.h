@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "runtime/buffer.h"
-#include "runtime/device.h"
-#include "runtime/stream.h"
+#include "runtime/device/buffer.h"
+#include "runtime/device/device.h"
+#include "runtime/device/stream.h"
 
 namespace nbsgd {
 // Readable parameter names in ctest listings.

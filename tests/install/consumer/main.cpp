@@ -3,9 +3,9 @@
 
 #include "kernels/basic.h"
 #include "nets/model.h"
-#include "runtime/buffer.h"
-#include "runtime/context.h"
-#include "runtime/device.h"
+#include "runtime/device/buffer.h"
+#include "runtime/device/context.h"
+#include "runtime/device/device.h"
 
 int main() {
   using namespace nbsgd;

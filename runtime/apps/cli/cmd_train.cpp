@@ -1,0 +1,218 @@
+// nbsgd train: one training run with the non-blocking step engine.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <nlohmann/json.hpp>
+
+#include "runtime/device/check.h"
+#include "runtime/apps/cli/commands.h"
+#include "runtime/apps/cli/train_flags.h"
+#include "runtime/train/engine.h"
+#include "runtime/apps/predict/rates.h"
+#include "runtime/train/gossip_engine.h"
+
+namespace nbsgd::cli {
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+extern "C" void on_sigint(int) {
+  g_interrupted.store(true);
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
+}
+
+std::string finished_str(const std::vector<int>& k) {
+  std::string s;
+  for (size_t i = 0; i < k.size(); ++i) s += (i ? "," : "") + std::to_string(k[i]);
+  return s;
+}
+
+}  // namespace
+
+// Writes text to path through a temporary file and a rename: never half-written.
+void write_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw InputError("cannot write " + tmp + ": " + std::strerror(errno));
+    f << text;
+    f.flush();
+    if (!f) {
+      std::filesystem::remove(tmp);
+      throw InputError("cannot write " + tmp + ": " + std::strerror(errno));
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp);
+    throw InputError("cannot rename " + tmp + " to " + path + ": " + ec.message());
+  }
+}
+
+nlohmann::json summary_json(const engine::RunSummary& s) {
+  return {{"steps", s.steps},
+          {"epochs", s.epochs_completed},
+          {"samples", s.samples},
+          {"wall_s", s.wall_s},
+          {"clock_s", s.clock_s},
+          {"samples_per_s", s.samples_per_s},
+          {"final_train_loss", std::isfinite(s.final_train_loss) ? nlohmann::json(s.final_train_loss) : nlohmann::json()},
+          {"test_loss", s.test_loss},
+          {"test_accuracy", s.test_accuracy},
+          {"time_to_target_s", s.time_to_target_s ? nlohmann::json(*s.time_to_target_s) : nlohmann::json()},
+          {"samples_per_epoch", s.samples_per_epoch},
+          {"partial_epoch_samples", s.partial_epoch_samples},
+          {"skipped_steps", s.skipped_steps},
+          {"wasted_minibatches", s.wasted_minibatches},
+          {"interrupted", s.interrupted}};
+}
+
+nlohmann::json step_json(const engine::StepRecord& r) {
+  nlohmann::json j{{"step", r.step},
+                   {"epoch", r.epoch},
+                   {"t", r.t},
+                   {"loss", std::isfinite(r.loss) ? nlohmann::json(r.loss) : nlohmann::json()},
+                   {"lr", r.lr},
+                   {"samples", r.samples},
+                   {"finished", r.finished},
+                   {"window_s", r.window_s},
+                   {"delay_s", r.delay_s}};
+  if (r.skipped) j["skipped"] = true;
+  if (r.consensus >= 0) j["consensus"] = r.consensus;
+  return j;
+}
+
+RunResult run_training(const engine::TrainConfig& cfg, bool print) {
+  if (engine::is_gossip_exchange(cfg.exchange)) return run_gossip_training(cfg, print);
+  namespace fs = std::filesystem;
+  RunResult out;
+  if (!cfg.out_dir.empty() && cfg.resume.empty() && fs::exists(fs::path(cfg.out_dir) / "metrics.jsonl"))
+    throw InputError("--out " + cfg.out_dir + " already holds a run (metrics.jsonl); choose another directory, "
+                     "or continue it with --resume " + cfg.out_dir + "/checkpoint.safetensors");
+  engine::Engine eng(cfg);  // validates every flag: nothing is created before
+  // --ceiling: the devices' standalone rates; efficiency = samples/s over their sum.
+  std::optional<predict::MeasuredRates> ceiling;
+  if (!cfg.ceiling.empty()) {
+    ceiling = predict::load_rates(cfg.ceiling, "--ceiling");
+    if (static_cast<int>(ceiling->rates.size()) != eng.workers())
+      throw InputError(fmt::format("--ceiling {}: {} rate(s) for {} worker(s)", cfg.ceiling, ceiling->rates.size(),
+                                   eng.workers()));
+    if (!ceiling->net.empty() && ceiling->net != cfg.net)
+      throw InputError(fmt::format("--ceiling {}: measured with --net {}, this run trains {}", cfg.ceiling,
+                                   ceiling->net, cfg.net));
+  }
+  if (!cfg.out_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(cfg.out_dir, ec);
+    if (ec) throw InputError("--out " + cfg.out_dir + ": " + ec.message());
+  }
+  if (print) {
+    if (eng.devices().backend == Backend::Host && cfg.host_workers == 0)
+      std::fprintf(stderr, "%s\n", fallback_line(eng.devices()).c_str());
+    std::fprintf(stderr, "%s", eng.describe().c_str());
+  }
+  std::ofstream metrics;
+  if (!cfg.out_dir.empty()) {
+    write_atomically(cfg.out_dir + "/config.json", engine::config_json(cfg) + "\n");
+    metrics.open(cfg.out_dir + "/metrics.jsonl", std::ios::app);
+    if (!metrics) throw InputError("cannot write " + cfg.out_dir + "/metrics.jsonl");
+  }
+  const bool tty = print && isatty(STDERR_FILENO);
+  double last_print = -1;
+  int64_t samples_since = 0;
+  double t_since = 0;
+  auto on_step = [&](const engine::StepRecord& r) {
+    if (metrics.is_open()) metrics << step_json(r).dump() << "\n" << std::flush;
+    out.losses.push_back(r.loss);
+    samples_since += r.samples;
+    if (r.skipped && print)
+      std::fprintf(stderr, "%sstep %lld skipped: no worker finished a mini-batch inside the window\n", tty ? "\n" : "",
+                   (long long)r.step);
+    if (!print) return;
+    const bool due = tty ? (steady_now_s() - last_print > 0.1) : (cfg.log_every > 0 && (r.step + 1) % cfg.log_every == 0);
+    if (!due) return;
+    const double rate = r.t > t_since ? samples_since / (r.t - t_since) : 0.0;
+    std::string line = fmt::format("epoch {} step {} loss {:.4f} samples/s {:.0f} lr {:.4g} finished [{}]", r.epoch,
+                                   r.step + 1, r.loss, rate, r.lr, finished_str(r.finished));
+    if (tty) {
+      std::fprintf(stderr, "\r%-100s", line.c_str());
+    } else {
+      std::fprintf(stderr, "%s\n", line.c_str());
+    }
+    last_print = steady_now_s();
+    samples_since = 0;
+    t_since = r.t;
+  };
+  g_interrupted = false;
+  auto prev = std::signal(SIGINT, on_sigint);
+  engine::RunSummary s;
+  try {
+    s = eng.run(on_step, &g_interrupted);
+  } catch (...) {
+    std::signal(SIGINT, prev);
+    throw;
+  }
+  std::signal(SIGINT, prev);
+  if (tty) std::fprintf(stderr, "\n");
+  if (!cfg.out_dir.empty()) {
+    eng.save_checkpoint(cfg.out_dir + "/checkpoint.safetensors");
+    nlohmann::json sj = summary_json(s);
+    if (ceiling) {
+      sj["efficiency"] = s.samples_per_s / ceiling->sum;
+      sj["ceiling_samples_per_s"] = ceiling->sum;
+    }
+    write_atomically(cfg.out_dir + "/summary.json", sj.dump(2) + "\n");
+  }
+  if (print) {
+    std::fprintf(stderr, "%s", fmt::format("{:<22}{}\n", "steps", s.steps).c_str());
+    std::fprintf(stderr, "%s", fmt::format("{:<22}{} ({} complete)\n", "samples", s.samples, s.epochs_completed).c_str());
+    std::fprintf(stderr, "%s", fmt::format("{:<22}{:.3f} s ({} clock), wall {:.1f} s\n", "time", s.clock_s,
+                                           eng.virtual_clock() ? "virtual" : "real", s.wall_s)
+                                   .c_str());
+    std::fprintf(stderr, "%s", fmt::format("{:<22}{:.0f}\n", "samples/s", s.samples_per_s).c_str());
+    if (ceiling)
+      std::fprintf(stderr, "%s",
+                   fmt::format("{:<22}{:.3f} of the ceiling {:.0f} samples/s\n", "efficiency",
+                               s.samples_per_s / ceiling->sum, ceiling->sum)
+                       .c_str());
+    std::fprintf(stderr, "%s", fmt::format("{:<22}{:.4f}\n", "final train loss", s.final_train_loss).c_str());
+    std::fprintf(stderr, "%s",
+                 fmt::format("{:<22}{:.4f} / {:.2f}%\n", "test loss / accuracy", s.test_loss, 100 * s.test_accuracy).c_str());
+    if (cfg.target_loss > 0)
+      std::fprintf(stderr, "%s",
+                   fmt::format("{:<22}{}\n", "time to target",
+                               s.time_to_target_s ? fmt::format("{:.3f} s", *s.time_to_target_s) : "not reached")
+                       .c_str());
+    if (s.skipped_steps) std::fprintf(stderr, "%s", fmt::format("{:<22}{}\n", "skipped steps", s.skipped_steps).c_str());
+    if (s.interrupted) std::fprintf(stderr, "interrupted: checkpoint and summary written\n");
+  }
+  out.summary = s;
+  out.virtual_clock = eng.virtual_clock();
+  return out;
+}
+
+void add_train_command(CLI::App& root, Runner& out) {
+  auto cfg = std::make_shared<engine::TrainConfig>();
+  CLI::App* sub = root.add_subcommand("train", "Train a net with Non-blocking SGD");
+  add_train_flags(*sub, *cfg);
+  // Here, not in add_train_flags: nbsgd compare has a --ceiling of its own.
+  sub->add_option("--ceiling", cfg->ceiling,
+                  "Rates file of nbsgd devices --measure: summary.json gains efficiency = samples/s / their sum");
+  sub->callback([cfg, &out] {
+    out = [cfg] {
+      RunResult r = run_training(*cfg, !cfg->quiet);
+      return r.summary.interrupted ? 130 : 0;
+    };
+  });
+}
+
+}  // namespace nbsgd::cli

@@ -1,0 +1,87 @@
+#include "runtime/apps/cli/train_flags.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cmath>
+
+namespace nbsgd::cli {
+
+void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
+  app.add_option("--net", c.net, "Net: mlp, lenet, resnet20")->capture_default_str();
+  app.add_option("--data", c.data, "Data: fashion-mnist, synthetic-cifar")->capture_default_str();
+  app.add_option("--data-dir", c.data_dir, "Fashion-MNIST IDX files (plain or .gz)")->capture_default_str();
+  app.add_option("--train-limit", c.train_limit, "Use only the first N training samples (0: all)")->capture_default_str();
+  app.add_option("--test-limit", c.test_limit, "Evaluate on the first N test samples only (0: all)")
+      ->capture_default_str();
+  app.add_option("--exchange", c.exchange, "Exchange: ring, dpsgd, matcha, adpsgd (adpsgd: virtual clock only)")
+      ->capture_default_str();
+  app.add_option("--window", c.window, "Step window: sync, fastest, quorum:K, deadline:MS, adaptive")
+      ->capture_default_str();
+  app.add_option("--cap", c.cap, "Per-worker cap per step: m, none, or N (default: m for sync/fastest, else none)");
+  app.add_option("--topology", c.topology, "Gossip topology: ring, torus[:RxC], complete, er:P[:SEED], file:PATH")
+      ->capture_default_str();
+  app.add_option("--window-scope", c.window_scope, "Gossip window scope: global, neighbors (real clock: global)")
+      ->capture_default_str();
+  app.add_option("--budget", c.budget, "MATCHA communication budget C_b")->capture_default_str();
+  app.add_option("--devices", c.devices, "Devices to use, e.g. 0,1 or 0:0.5,0:0.5 (default: all)");
+  app.add_option("--host-workers", c.host_workers, "Use N host workers instead of GPUs")
+      ->check(CLI::Range(1, 256));
+  app.add_option("--clock", c.clock, "Clock: auto (virtual on host workers, real on GPUs), real, virtual")
+      ->capture_default_str();
+  app.add_option("--slowdown", c.slowdown, "Constant slowdown per worker, e.g. 1,1,2,4 (a profile shorthand)");
+  app.add_option("--profile", c.profile, "Straggler profile: a name in profiles/ or a TOML path");
+  app.add_option("--inflight", c.inflight, "Mini-batches in flight per worker stream")->capture_default_str();
+  app.add_option("--virtual-gflops", c.model.gflops, "Virtual clock: nominal device GFLOP/s")->capture_default_str();
+  app.add_option_function<double>(
+         "--virtual-overhead-us",
+         [&c](double us) {
+           if (!(us >= 0) || !std::isfinite(us))
+             throw CLI::ValidationError("--virtual-overhead-us", "must be a number >= 0");
+           c.model.launch_overhead_s = us * 1e-6;
+         },
+         "Virtual clock: launch overhead per mini-batch, microseconds (default: 4 us x the net's kernels)")
+      ->default_str("auto");
+  app.add_option("--virtual-link-gbps", c.model.link_gbps, "Virtual clock: link bandwidth GB/s")->capture_default_str();
+  app.add_option("--batch", c.batch, "Batch B per worker")->capture_default_str();
+  app.add_option("--split", c.split, "Mini-batches M per batch (M divides B)")->capture_default_str();
+  app.add_option("--lr", c.lr, "Learning rate")->capture_default_str();
+  app.add_option("--momentum", c.momentum, "Momentum")->capture_default_str();
+  app.add_option("--weight-decay", c.weight_decay, "Weight decay")->capture_default_str();
+  app.add_flag("--nesterov", c.nesterov, "Nesterov momentum");
+  app.add_option("--lr-schedule", c.lr_schedule, "constant, step:EPOCHS:GAMMA, cosine:EPOCHS, warmup:W+...")
+      ->capture_default_str();
+  app.add_option("--lr-scaling", c.lr_scaling, "none | linear (lr x n / (N*B))")->capture_default_str();
+  app.add_option("--epochs", c.epochs, "Epochs (when --steps is 0)")->capture_default_str();
+  app.add_option("--steps", c.steps, "Stop after this many steps (0: use --epochs)")->capture_default_str();
+  app.add_option("--target-loss", c.target_loss, "Training loss whose time to reach is reported (0: none)")
+      ->capture_default_str();
+  app.add_flag("--stop-at-target", c.stop_at_target, "Stop when the target loss is reached");
+  app.add_option("--seed", c.seed, "Seed (init, shuffling, stragglers)")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& v) { return !v.empty() && v[0] == '-' ? std::string("must be an integer >= 0") : std::string(); },
+          "UINT"));
+  app.add_option_function<std::string>(
+         "--shuffle",
+         [&c](const std::string& v) {
+           if (v != "on" && v != "off") throw CLI::ValidationError("--shuffle", "expected on or off, got '" + v + "'");
+           c.shuffle = v == "on";
+         },
+         "Shuffle every epoch: on|off")
+      ->default_str("on");
+  app.add_option("--out", c.out_dir, "Output directory: config.json, metrics.jsonl, summary.json, checkpoint");
+  app.add_option("--resume", c.resume, "Resume from a checkpoint.safetensors");
+  app.add_option("--checkpoint-every", c.checkpoint_every, "Checkpoint every N steps (0: only at the end)")
+      ->capture_default_str();
+  app.add_option("--eval-every", c.eval_every, "Evaluate on the test set every N steps (0: only at the end)")
+      ->capture_default_str();
+  app.add_option("--check-replicas-every", c.check_replicas_every, "Debug: hash all replicas every N steps")
+      ->capture_default_str();
+  app.add_option("--log-every", c.log_every, "Progress line every N steps when not on a terminal")
+      ->capture_default_str();
+  app.add_option("--adaptive-guard", c.adaptive_guard, "adaptive: close at this multiple of the predicted step time")
+      ->capture_default_str();
+  app.add_flag("--quiet", c.quiet, "No progress output");
+}
+
+}  // namespace nbsgd::cli

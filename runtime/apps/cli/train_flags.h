@@ -1,0 +1,35 @@
+// The flags of `nbsgd train`, shared with `nbsgd compare`, and the run helper both use.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "runtime/train/config.h"
+#include "runtime/train/engine.h"
+
+namespace CLI {
+class App;
+}
+
+namespace nbsgd::cli {
+
+void add_train_flags(CLI::App& app, engine::TrainConfig& cfg);
+
+struct RunResult {
+  engine::RunSummary summary;
+  std::vector<double> losses;
+  bool virtual_clock = true;
+};
+
+// Runs one training job: prints the config, a progress line and a summary table
+// (when `print`), and writes config.json, metrics.jsonl, summary.json and
+// checkpoint.safetensors into cfg.out_dir when set.
+RunResult run_training(const engine::TrainConfig& cfg, bool print);
+// The same for --exchange dpsgd, matcha, adpsgd (GossipEngine; cmd_compare.cpp).
+RunResult run_gossip_training(const engine::TrainConfig& cfg, bool print);
+
+void write_atomically(const std::string& path, const std::string& text);
+nlohmann::json summary_json(const engine::RunSummary& s);
+
+}  // namespace nbsgd::cli

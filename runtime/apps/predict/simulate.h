@@ -1,0 +1,39 @@
+// Method (b) of `nbsgd predict`: the engine itself, without the math. Runs the
+// engine's VirtualTimeline (its window rules, honest timing and per-step random
+// streams) over an endless data source, so a prediction for the virtual clock is
+// the measured run: the same steps, samples and clock as `nbsgd train --clock
+// virtual`, as long as the run's data set never hands out a short mini-batch (its
+// size a multiple of the mini-batch, or more samples than the run uses).
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/train/timeline.h"
+#include "runtime/train/straggler/profile.h"
+
+namespace nbsgd::predict {
+
+struct SimResult {
+  int64_t steps = 0;
+  int64_t samples = 0;
+  int64_t wasted_minibatches = 0;  // handed out, not finished inside their window
+  int64_t skipped_steps = 0;       // no sample finished
+  double clock_s = 0;              // virtual time after the last step (its update included)
+
+  double step_s() const { return steps > 0 ? clock_s / double(steps) : 0.0; }
+  double samples_per_step() const { return steps > 0 ? double(samples) / double(steps) : 0.0; }
+  double samples_per_s() const { return clock_s > 0 ? double(samples) / clock_s : 0.0; }
+};
+
+// Steps 0..steps-1 of the engine with cfg.controller.workers workers.
+SimResult simulate(const engine::TimelineConfig& cfg, const straggler::ResolvedProfile& profile, int64_t steps);
+
+// Device `device` of `profile` alone: one worker, the fastest window with cap m
+// (its step is its own batch of B), its own slowdowns, delays and stalls. Its
+// random draws come from a stream of its own (not the ones it has in a run with
+// the others); the rate is an expectation, not a replay. What `nbsgd devices
+// --measure` reports on the virtual clock.
+SimResult simulate_standalone(const engine::TimelineConfig& cfg, const straggler::ResolvedProfile& profile,
+                              int device, int64_t steps);
+
+}  // namespace nbsgd::predict

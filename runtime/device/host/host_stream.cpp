@@ -1,0 +1,189 @@
+#include "runtime/device/host/host_stream.h"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "runtime/device/check.h"
+#include "runtime/device/nvtx.h"
+
+namespace nbsgd {
+
+// ---------------------------------------------------------------- events
+uint64_t HostEventState::arm() {
+  std::lock_guard<std::mutex> lk(m);
+  return ++recorded;
+}
+
+void HostEventState::complete(uint64_t gen, double t) {
+  {
+    std::lock_guard<std::mutex> lk(m);
+    completed = std::max(completed, gen);
+    times[gen % times.size()] = t;
+  }
+  cv.notify_all();
+}
+
+double HostEventState::wait_for(uint64_t gen) {
+  std::unique_lock<std::mutex> lk(m);
+  cv.wait(lk, [&] { return completed >= gen; });
+  return times[gen % times.size()];
+}
+
+bool HostEventImpl::query() const {
+  std::lock_guard<std::mutex> lk(state_->m);
+  return state_->completed >= state_->recorded;
+}
+
+void HostEventImpl::synchronize() const {
+  uint64_t gen;
+  {
+    std::lock_guard<std::mutex> lk(state_->m);
+    gen = state_->recorded;
+  }
+  if (gen > 0) state_->wait_for(gen);
+}
+
+double HostEventImpl::host_timestamp() const {
+  std::lock_guard<std::mutex> lk(state_->m);
+  NBSGD_CHECK(state_->recorded > 0 && state_->completed >= state_->recorded,
+              "host_timestamp of an event that is not recorded or not complete");
+  return state_->times[state_->recorded % state_->times.size()];
+}
+
+// ---------------------------------------------------------------- streams
+HostStreamImpl::HostStreamImpl(std::string name, ClockKind clock)
+    : name_(std::move(name)), clock_(clock) {
+  worker_ = std::thread([this] { run(); });
+}
+
+HostStreamImpl::~HostStreamImpl() {
+  {
+    std::unique_lock<std::mutex> lk(m_);
+    cv_idle_.wait(lk, [&] { return pending_ == 0; });
+    stop_ = true;
+  }
+  cv_work_.notify_all();
+  worker_.join();
+  if (error_) {
+    try {
+      std::rethrow_exception(error_);
+    } catch (const std::exception& e) {
+      log_error(__FILE__, __LINE__, -1, "~HostStream(" + name_ + ")",
+                std::string("unreported task error: ") + e.what());
+    }
+  }
+}
+
+void HostStreamImpl::run() {
+  std::string tname = name_.substr(0, 15);  // pthread names are at most 15 chars
+  pthread_setname_np(pthread_self(), tname.c_str());
+  nvtx::name_thread(name_.c_str());
+  for (;;) {
+    Task t;
+    {
+      std::unique_lock<std::mutex> lk(m_);
+      cv_work_.wait(lk, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stop_ and drained
+      t = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    std::exception_ptr err;
+    if (t.fn) {
+      try {
+        t.fn();
+      } catch (...) {
+        err = std::current_exception();
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      if (clock_ == ClockKind::Virtual) vtime_ += t.modelled_s;
+      if (err && !error_) error_ = err;
+      --pending_;
+    }
+    cv_idle_.notify_all();
+  }
+}
+
+void HostStreamImpl::enqueue(Task t) {
+  {
+    std::lock_guard<std::mutex> lk(m_);
+    queue_.push_back(std::move(t));
+    ++pending_;
+  }
+  cv_work_.notify_one();
+}
+
+double HostStreamImpl::now_locked() const {
+  return clock_ == ClockKind::Virtual ? vtime_ : steady_now_s();
+}
+
+void HostStreamImpl::host_task(std::function<void()> fn, double modelled_s) {
+  enqueue({std::move(fn), clock_ == ClockKind::Virtual ? modelled_s : 0.0});
+}
+
+void HostStreamImpl::hold(double seconds) {
+  if (clock_ == ClockKind::Virtual) {
+    enqueue({nullptr, seconds});
+  } else {
+    enqueue({[seconds] { std::this_thread::sleep_for(std::chrono::duration<double>(seconds)); }, 0.0});
+  }
+}
+
+void HostStreamImpl::record(EventImpl& e) {
+  auto& he = dynamic_cast<HostEventImpl&>(e);
+  std::shared_ptr<HostEventState> st = he.state();
+  uint64_t gen = st->arm();
+  enqueue({[this, st, gen] {
+             double t;
+             {
+               std::lock_guard<std::mutex> lk(m_);
+               t = now_locked();
+             }
+             st->complete(gen, t);
+           },
+           0.0});
+}
+
+void HostStreamImpl::wait(const EventImpl& e) {
+  const auto& he = dynamic_cast<const HostEventImpl&>(e);
+  std::shared_ptr<HostEventState> st = he.state();
+  uint64_t gen;
+  {
+    std::lock_guard<std::mutex> lk(st->m);
+    gen = st->recorded;
+  }
+  if (gen == 0) return;  // never recorded: nothing to wait for (as in CUDA)
+  enqueue({[this, st, gen] {
+             double t = st->wait_for(gen);
+             if (clock_ == ClockKind::Virtual) {
+               std::lock_guard<std::mutex> lk(m_);
+               vtime_ = std::max(vtime_, t);
+             }
+           },
+           0.0});
+}
+
+void HostStreamImpl::synchronize() {
+  std::exception_ptr err;
+  {
+    std::unique_lock<std::mutex> lk(m_);
+    cv_idle_.wait(lk, [&] { return pending_ == 0; });
+    std::swap(err, error_);
+  }
+  if (err) std::rethrow_exception(err);
+}
+
+bool HostStreamImpl::query() {
+  std::lock_guard<std::mutex> lk(m_);
+  return pending_ == 0;
+}
+
+double HostStreamImpl::host_time() const {
+  std::lock_guard<std::mutex> lk(m_);
+  return now_locked();
+}
+
+}  // namespace nbsgd

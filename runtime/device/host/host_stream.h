@@ -1,0 +1,92 @@
+// The host backend's stream and event: a worker thread per stream running an
+// ordered task queue; an event is a marker task with a timestamp.
+//
+// Virtual clock: each stream keeps its own time t. A task with modelled duration d
+// advances t by d after it ran; an event records t; waiting on an event sets
+// t = max(t, t_event). Time therefore follows the dependency graph of modelled
+// durations, not the machine, and the same work gives the same times bit for bit.
+#pragma once
+
+#include <array>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "runtime/device/stream.h"
+
+namespace nbsgd {
+
+// Shared by the event handle and the marker tasks that complete it, so an event
+// may be destroyed while a record is still queued (as with cudaEventDestroy).
+struct HostEventState {
+  std::mutex m;
+  std::condition_variable cv;
+  uint64_t recorded = 0;   // generation of the latest record
+  uint64_t completed = 0;  // highest generation completed
+  // Completion time per generation (ring): a wait enqueued before a re-record still
+  // sees the time of the generation it was ordered after.
+  std::array<double, 64> times{};
+
+  uint64_t arm();
+  void complete(uint64_t gen, double t);
+  double wait_for(uint64_t gen);  // blocks; returns that generation's time
+};
+
+class HostEventImpl final : public EventImpl {
+ public:
+  HostEventImpl() : state_(std::make_shared<HostEventState>()) {}
+  Backend backend() const override { return Backend::Host; }
+  bool query() const override;
+  void synchronize() const override;
+  double host_timestamp() const override;
+  const std::shared_ptr<HostEventState>& state() const { return state_; }
+
+ private:
+  std::shared_ptr<HostEventState> state_;
+};
+
+class HostStreamImpl final : public StreamImpl {
+ public:
+  HostStreamImpl(std::string name, ClockKind clock);
+  ~HostStreamImpl() override;
+
+  Backend backend() const override { return Backend::Host; }
+  int device() const override { return -1; }
+  const std::string& name() const override { return name_; }
+  ClockKind clock() const override { return clock_; }
+  void host_task(std::function<void()> fn, double modelled_s) override;
+  void hold(double seconds) override;
+  void record(EventImpl& e) override;
+  void wait(const EventImpl& e) override;
+  void synchronize() override;
+  bool query() override;
+  double host_time() const override;
+  void* native() const override { return nullptr; }
+
+ private:
+  struct Task {
+    std::function<void()> fn;
+    double modelled_s = 0.0;
+  };
+  void enqueue(Task t);
+  void run();
+  double now_locked() const;  // the stream's clock; m_ held
+
+  std::string name_;
+  ClockKind clock_;
+  mutable std::mutex m_;
+  std::condition_variable cv_work_, cv_idle_;
+  std::deque<Task> queue_;
+  size_t pending_ = 0;  // enqueued and not yet finished
+  bool stop_ = false;
+  double vtime_ = 0.0;  // virtual clock only
+  std::exception_ptr error_;
+  std::thread worker_;
+};
+
+}  // namespace nbsgd

@@ -1,0 +1,85 @@
+#include "runtime/device/stream.h"
+
+#include <chrono>
+
+#include "runtime/device/check.h"
+#include "runtime/device/cuda/cuda_backend.h"
+#include "runtime/device/host/host_stream.h"
+
+namespace nbsgd {
+
+double steady_now_s() {
+  using namespace std::chrono;
+  static const steady_clock::time_point t0 = steady_clock::now();
+  return duration<double>(steady_clock::now() - t0).count();
+}
+
+// ---------------------------------------------------------------- Event
+Event::Event() = default;
+Event::Event(Backend backend, int device) {
+  if (backend == Backend::Host) {
+    impl_ = std::make_unique<HostEventImpl>();
+  } else {
+    impl_ = cuda_backend::make_event(device);
+  }
+}
+Event::Event(Event&&) noexcept = default;
+Event& Event::operator=(Event&&) noexcept = default;
+Event::~Event() = default;
+
+Backend Event::backend() const { return impl_->backend(); }
+bool Event::query() const { return impl_->query(); }
+void Event::synchronize() const { impl_->synchronize(); }
+double Event::host_timestamp() const { return impl_->host_timestamp(); }
+
+double Event::elapsed_s(const Event& start, const Event& end) {
+  NBSGD_CHECK(start.valid() && end.valid(), "elapsed_s on an empty event");
+  NBSGD_CHECK(start.backend() == end.backend(), "elapsed_s across backends");
+  if (start.backend() == Backend::Host) return end.host_timestamp() - start.host_timestamp();
+  return cuda_backend::event_elapsed_s(*start.impl(), *end.impl());
+}
+
+// ---------------------------------------------------------------- Stream
+Stream::Stream() = default;
+Stream::Stream(std::unique_ptr<StreamImpl> impl) : impl_(std::move(impl)) {}
+Stream::Stream(Stream&&) noexcept = default;
+Stream& Stream::operator=(Stream&&) noexcept = default;
+Stream::~Stream() = default;
+
+Stream Stream::host(const StreamOptions& opt) {
+  return Stream(std::make_unique<HostStreamImpl>(opt.name, opt.clock));
+}
+Stream Stream::cuda(int ordinal, const StreamOptions& opt) {
+  NBSGD_CHECK(opt.clock == ClockKind::Real,
+              "the virtual clock exists only on the host backend (use --clock real on GPUs)");
+  return Stream(cuda_backend::make_stream(ordinal, nullptr, true, opt.name));
+}
+Stream Stream::adopt_cuda(int ordinal, void* native, bool owned, const StreamOptions& opt) {
+  return Stream(cuda_backend::make_stream(ordinal, native, owned, opt.name));
+}
+
+Backend Stream::backend() const { return impl_->backend(); }
+int Stream::device() const { return impl_->device(); }
+const std::string& Stream::name() const { return impl_->name(); }
+ClockKind Stream::clock() const { return impl_->clock(); }
+void Stream::host_task(std::function<void()> fn, double modelled_s) {
+  impl_->host_task(std::move(fn), modelled_s);
+}
+void Stream::hold(double seconds) {
+  NBSGD_CHECK(seconds >= 0, "negative hold");
+  impl_->hold(seconds);
+}
+void Stream::record(Event& e) {
+  NBSGD_CHECK(e.valid() && e.backend() == backend(), "record: event of another backend");
+  impl_->record(*e.impl());
+}
+void Stream::wait(const Event& e) {
+  NBSGD_CHECK(e.valid() && e.backend() == backend(), "wait: event of another backend");
+  impl_->wait(*e.impl());
+}
+void Stream::synchronize() { impl_->synchronize(); }
+bool Stream::query() { return impl_->query(); }
+double Stream::host_time() const { return impl_->host_time(); }
+void* Stream::native() const { return impl_->native(); }
+
+}  // namespace nbsgd

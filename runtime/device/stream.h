@@ -1,0 +1,127 @@
+// Stream and Event: the same semantics on both backends.
+//
+//   CUDA: a non-blocking cudaStream_t and a cudaEvent_t.
+//   Host: a worker thread running an ordered queue of tasks; an event is a marker
+//         task that completes when the stream reaches it and carries a timestamp,
+//         on the real (steady) clock or on the stream's virtual clock.
+//
+// Stream and Event are move-only owners. Work is enqueued and returns at once;
+// query/synchronize observe completion; Stream::wait orders one stream after an
+// event recorded on another, without blocking the host.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "runtime/device/backend.h"
+
+namespace nbsgd {
+
+class StreamImpl;
+class EventImpl;
+
+class Event {
+ public:
+  Event();
+  Event(Backend backend, int device);
+  Event(Event&&) noexcept;
+  Event& operator=(Event&&) noexcept;
+  ~Event();
+
+  bool valid() const { return impl_ != nullptr; }
+  Backend backend() const;
+  // True when the most recent record has completed (or nothing was ever recorded).
+  bool query() const;
+  void synchronize() const;
+  // Host backend only: the completion time of the latest record, in seconds on the
+  // clock of the stream it was recorded on (virtual time, or steady_now_s()).
+  double host_timestamp() const;
+  // Seconds from `start` to `end`, both completed, both on the same backend.
+  static double elapsed_s(const Event& start, const Event& end);
+
+  EventImpl* impl() const { return impl_.get(); }
+
+ private:
+  std::unique_ptr<EventImpl> impl_;
+};
+
+struct StreamOptions {
+  std::string name = "stream";
+  ClockKind clock = ClockKind::Real;  // host backend only
+};
+
+class Stream {
+ public:
+  Stream();
+  // A host-backend stream: its own worker thread.
+  static Stream host(const StreamOptions& opt);
+  // A new non-blocking CUDA stream on device `ordinal`.
+  static Stream cuda(int ordinal, const StreamOptions& opt);
+  // Wraps an existing CUDA stream (e.g. one made in a green context); `owned`
+  // destroys it with the Stream.
+  static Stream adopt_cuda(int ordinal, void* native, bool owned, const StreamOptions& opt);
+
+  Stream(Stream&&) noexcept;
+  Stream& operator=(Stream&&) noexcept;
+  ~Stream();
+
+  bool valid() const { return impl_ != nullptr; }
+  Backend backend() const;
+  int device() const;
+  const std::string& name() const;
+  ClockKind clock() const;
+
+  // Host function ordered with the stream's other work (CUDA: cudaLaunchHostFunc;
+  // the function must not call CUDA). On the host backend with the virtual clock,
+  // `modelled_s` is added to the stream's time after the function ran.
+  void host_task(std::function<void()> fn, double modelled_s = 0.0);
+  // Holds the stream for `seconds` of its clock: modelled on the virtual clock, a
+  // real sleep on the host real clock. CUDA streams use kernels::delay instead.
+  void hold(double seconds);
+  void record(Event& e);
+  void wait(const Event& e);
+  void synchronize();
+  bool query();
+
+  // Host backend: the stream's current time on its clock, as of the last task it
+  // finished (virtual: modelled seconds since creation; real: steady_now_s()).
+  double host_time() const;
+  // CUDA backend: the cudaStream_t, as void*.
+  void* native() const;
+  StreamImpl* impl() const { return impl_.get(); }
+
+ private:
+  explicit Stream(std::unique_ptr<StreamImpl> impl);
+  std::unique_ptr<StreamImpl> impl_;
+};
+
+// Backend interfaces behind the handles (implemented in runtime/host and runtime/cuda).
+class EventImpl {
+ public:
+  virtual ~EventImpl() = default;
+  virtual Backend backend() const = 0;
+  virtual bool query() const = 0;
+  virtual void synchronize() const = 0;
+  virtual double host_timestamp() const = 0;
+};
+
+class StreamImpl {
+ public:
+  virtual ~StreamImpl() = default;
+  virtual Backend backend() const = 0;
+  virtual int device() const = 0;
+  virtual const std::string& name() const = 0;
+  virtual ClockKind clock() const = 0;
+  virtual void host_task(std::function<void()> fn, double modelled_s) = 0;
+  virtual void hold(double seconds) = 0;
+  virtual void record(EventImpl& e) = 0;
+  virtual void wait(const EventImpl& e) = 0;
+  virtual void synchronize() = 0;
+  virtual bool query() = 0;
+  virtual double host_time() const = 0;
+  virtual void* native() const = 0;
+};
+
+}  // namespace nbsgd

@@ -1,4 +1,0 @@
-#include "kernels/cuda/launch.cuh"
-#include "runtime/engine/commit_if_op.h"
-
-NBSGD_INSTANTIATE_1D(nbsgd::engine::CommitIfOp);

@@ -1,0 +1,89 @@
+#include "runtime/train/config.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "runtime/device/check.h"
+
+namespace nbsgd::engine {
+
+std::string config_json(const TrainConfig& c) {
+  nlohmann::json j{
+      {"net", c.net},
+      {"data", c.data},
+      {"data_dir", c.data_dir},
+      {"train_limit", c.train_limit},
+      {"test_limit", c.test_limit},
+      {"exchange", c.exchange},
+      {"window", c.window},
+      {"cap", c.cap.empty() ? "default" : c.cap},
+      {"topology", c.topology},
+      {"window_scope", c.window_scope},
+      {"budget", c.budget},
+      {"devices", c.devices},
+      {"host_workers", c.host_workers},
+      {"clock", c.clock},
+      {"slowdown", c.slowdown},
+      {"profile", c.profile},
+      {"ceiling", c.ceiling},
+      {"inflight", c.inflight},
+      {"virtual_gflops", c.model.gflops},
+      {"virtual_launch_overhead_s", c.model.launch_overhead_s},
+      {"virtual_link_gbps", c.model.link_gbps},
+      {"virtual_link_latency_s", c.model.link_latency_s},
+      {"batch", c.batch},
+      {"split", c.split},
+      {"lr", c.lr},
+      {"momentum", c.momentum},
+      {"weight_decay", c.weight_decay},
+      {"nesterov", c.nesterov},
+      {"lr_schedule", c.lr_schedule},
+      {"lr_scaling", c.lr_scaling},
+      {"epochs", c.epochs},
+      {"steps", c.steps},
+      {"target_loss", c.target_loss},
+      {"seed", c.seed},
+      {"shuffle", c.shuffle},
+      {"checkpoint_every", c.checkpoint_every},
+      {"eval_every", c.eval_every},
+      {"adaptive_guard", c.adaptive_guard},
+  };
+  return j.dump(2);
+}
+
+}  // namespace nbsgd::engine
+
+namespace nbsgd::engine {
+
+namespace {
+void require(bool ok, const char* flag, double v, const char* what) {
+  if (!ok) throw InputError(fmt::format("{} {}: must be {}", flag, v, what));
+}
+}  // namespace
+
+void check_numbers(const TrainConfig& c) {
+  const auto finite = [](double v) { return std::isfinite(v); };
+  require(finite(c.lr) && c.lr > 0, "--lr", c.lr, "a positive number");
+  require(finite(c.momentum) && c.momentum >= 0 && c.momentum < 1, "--momentum", c.momentum, "in [0, 1)");
+  require(finite(c.weight_decay) && c.weight_decay >= 0, "--weight-decay", c.weight_decay, "a number >= 0");
+  require(finite(c.target_loss) && c.target_loss >= 0, "--target-loss", c.target_loss, "a number >= 0 (0: none)");
+  require(finite(c.budget) && c.budget > 0 && c.budget <= 1, "--budget", c.budget, "in (0, 1]");
+  require(finite(c.adaptive_guard) && c.adaptive_guard >= 1, "--adaptive-guard", c.adaptive_guard, "a number >= 1");
+  require(finite(c.model.gflops) && c.model.gflops > 0, "--virtual-gflops", c.model.gflops, "a positive number");
+  require(finite(c.model.link_gbps) && c.model.link_gbps > 0, "--virtual-link-gbps", c.model.link_gbps,
+          "a positive number");
+  require(finite(c.model.launch_overhead_s), "--virtual-overhead-us", c.model.launch_overhead_s * 1e6,
+          "a number >= 0");
+  require(c.train_limit >= 0, "--train-limit", double(c.train_limit), "a count >= 0 (0: all)");
+  require(c.test_limit >= 0, "--test-limit", double(c.test_limit), "a count >= 0 (0: all)");
+  require(c.steps >= 0, "--steps", double(c.steps), "a count >= 0 (0: use --epochs)");
+  require(c.epochs >= 1, "--epochs", double(c.epochs), "at least 1");
+  require(c.checkpoint_every >= 0, "--checkpoint-every", double(c.checkpoint_every), "a count >= 0");
+  require(c.eval_every >= 0, "--eval-every", double(c.eval_every), "a count >= 0");
+  require(c.check_replicas_every >= 0, "--check-replicas-every", double(c.check_replicas_every), "a count >= 0");
+  require(c.log_every >= 1, "--log-every", double(c.log_every), "at least 1");
+}
+
+}  // namespace nbsgd::engine

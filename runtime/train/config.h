@@ -1,0 +1,75 @@
+// Everything `nbsgd train` (and `compare`) can set, with the defaults `--help` shows.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/train/duration_model.h"
+
+namespace nbsgd::engine {
+
+struct TrainConfig {
+  // model and data
+  std::string net = "lenet";          // mlp | lenet | resnet20
+  std::string data = "fashion-mnist";  // fashion-mnist | synthetic-cifar
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  int64_t train_limit = 0;      // > 0: use only the first N training samples
+  int64_t test_limit = 0;       // > 0: evaluate on the first N test samples only
+  int64_t synthetic_train = 50000, synthetic_test = 10000;
+
+  // algorithm
+  std::string exchange = "ring";  // ring | dpsgd | matcha | adpsgd
+  std::string window = "fastest";
+  std::string cap;                // "" = the window's default
+  std::string topology = "ring";  // gossip exchanges
+  std::string window_scope = "global";
+  double budget = 0.5;            // MATCHA communication budget
+
+  // devices and clocks
+  std::string devices;  // "" = all
+  int host_workers = 0;
+  std::string clock = "auto";  // auto | real | virtual (auto: virtual on host workers, real on GPUs)
+  std::string slowdown;        // "1,1,2,4"
+  std::string profile;         // name or path of a TOML profile
+  std::string ceiling;         // rates file of nbsgd devices --measure: summary gains efficiency
+  int inflight = 2;
+  DurationModel model;
+
+  // batch
+  int batch = 128;  // B per worker
+  int split = 8;    // m mini-batches per batch
+
+  // optimiser
+  double lr = 0.05, momentum = 0.9, weight_decay = 5e-4;
+  bool nesterov = false;
+  std::string lr_schedule = "constant";
+  std::string lr_scaling = "linear";  // none | linear
+
+  // stopping
+  int64_t epochs = 1;
+  int64_t steps = 0;         // > 0: stop after this many steps
+  double target_loss = 0.0;  // > 0: report the time to reach it
+  bool stop_at_target = false;
+
+  // run
+  uint64_t seed = 1;
+  bool shuffle = true;
+  std::string out_dir;
+  std::string resume;
+  int64_t checkpoint_every = 0;
+  int64_t eval_every = 0;
+  int64_t check_replicas_every = 0;  // debug: hash every replica's weights every K steps
+  bool quiet = false;
+  int64_t log_every = 10;
+  double adaptive_guard = 2.0;
+};
+
+// The configuration as pretty JSON (config.json of a run).
+std::string config_json(const TrainConfig& c);
+
+// Refuses numbers no run can use (NaN, infinities, negative counts, a learning rate
+// of 0, ...) with an InputError naming the flag. Both engines call it first.
+void check_numbers(const TrainConfig& c);
+
+}  // namespace nbsgd::engine

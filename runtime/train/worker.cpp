@@ -1,0 +1,141 @@
+#include "runtime/train/worker.h"
+
+#include <omp.h>
+
+#include <cstring>
+
+#include "kernels/throttle.h"
+#include "nets/optim/commit.h"
+#include "runtime/device/check.h"
+
+namespace nbsgd::engine {
+
+Worker::Worker(int index, const Device& device, ClockKind clock, const std::string& net, int max_mini_batch,
+               int slots, uint64_t seed, int host_threads)
+    : index_(index), ctx_(std::make_unique<DeviceContext>(device, clock)), max_mb_(max_mini_batch) {
+  if (device.backend == Backend::Host) {
+    // OpenMP's thread count is per thread: set it on each stream's own thread.
+    for (Stream* s : {&ctx_->compute(), &ctx_->comm(), &ctx_->copy()})
+      s->host_task([host_threads] { omp_set_num_threads(host_threads); });
+  }
+  model_ = std::make_unique<nets::Model>(nets::Model::create(net, *ctx_, max_mini_batch, seed));
+  P_ = model_->num_params();
+  const Backend b = device.backend;
+  const int dev = device.ordinal;
+  acc_ = Buffer(b, dev, (P_ + 2) * sizeof(float));
+  momentum_ = Buffer(b, dev, P_ * sizeof(float));
+  optim::zero(ctx_->compute(), acc_.as<float>(), P_);
+  {
+    std::vector<float> z(P_, 0.0f);
+    copy_async(ctx_->compute(), momentum_.data(), z.data(), P_ * sizeof(float));
+    ctx_->compute().synchronize();
+  }
+  const int64_t sample = int64_t(model_->input_channels()) * model_->input_height() * model_->input_width();
+  slots_.resize(slots);
+  for (Slot& s : slots_) {
+    s.pinned_x = Buffer::pinned(b, max_mb_ * sample * sizeof(float));
+    s.pinned_y = Buffer::pinned(b, max_mb_ * sizeof(int32_t));
+    s.x = Buffer(b, dev, max_mb_ * sample * sizeof(float));
+    s.y = Buffer(b, dev, max_mb_ * sizeof(int32_t));
+    s.scratch = Buffer(b, dev, (P_ + 2) * sizeof(float));
+    s.staged = ctx_->event();
+    s.done = ctx_->event();
+  }
+  update_done = ctx_->event();
+}
+
+void Worker::stage_and_compute(int k, const data::Dataset& ds, const std::vector<int32_t>& indices,
+                               uint64_t* stamp) {
+  Slot& s = slots_[k];
+  const int n = static_cast<int>(indices.size());
+  NBSGD_CHECK(n > 0 && n <= max_mb_, "mini-batch larger than the staging slots");
+  Stream& copy = ctx_->copy();
+  Stream& compute = ctx_->compute();
+  // The slot's previous mini-batch must be done with its buffers.
+  copy.wait(s.done);
+  const int64_t sample = ds.sample_size();
+  float* px = s.pinned_x.as<float>();
+  int32_t* py = s.pinned_y.as<int32_t>();
+  copy.host_task([&ds, idx = indices, px, py, sample] {
+    for (size_t i = 0; i < idx.size(); ++i) {
+      std::memcpy(px + i * sample, ds.image(idx[i]), sample * sizeof(float));
+      py[i] = ds.labels[idx[i]];
+    }
+  });
+  copy_async(copy, s.x.data(), px, n * sample * sizeof(float));
+  copy_async(copy, s.y.data(), py, n * sizeof(int32_t));
+  copy.record(s.staged);
+  compute.wait(s.staged);
+  compute.wait(update_done);
+  if (stamp) kernels::stamp(compute, stamp);
+  model_->forward_backward(s.x.as<float>(), s.y.as<int32_t>(), n, s.scratch.as<float>());
+}
+
+std::pair<double, double> Worker::evaluate(const data::Dataset& ds, int batch) {
+  batch = std::min(batch, max_mb_);
+  Buffer out(ctx_->backend(), ctx_->device().ordinal, 2 * sizeof(float));
+  Stream& compute = ctx_->compute();
+  compute.wait(update_done);
+  std::vector<float> zero2(2, 0.0f);
+  copy_async(compute, out.data(), zero2.data(), 2 * sizeof(float));
+  std::vector<int32_t> idx;
+  double loss = 0, correct = 0;
+  for (int64_t i = 0; i < ds.n; i += batch) {
+    const int n = static_cast<int>(std::min<int64_t>(batch, ds.n - i));
+    idx.resize(n);
+    for (int j = 0; j < n; ++j) idx[j] = static_cast<int32_t>(i + j);
+    Slot& s = slots_[0];
+    const int64_t sample = ds.sample_size();
+    std::memcpy(s.pinned_x.data(), ds.image(i), n * sample * sizeof(float));
+    std::memcpy(s.pinned_y.data(), ds.labels.data() + i, n * sizeof(int32_t));
+    copy_async(compute, s.x.data(), s.pinned_x.data(), n * sample * sizeof(float));
+    copy_async(compute, s.y.data(), s.pinned_y.data(), n * sizeof(int32_t));
+    model_->evaluate(s.x.as<float>(), s.y.as<int32_t>(), n, out.as<float>());
+    // The staging buffers are reused: drain before the next chunk. Evaluation is
+    // off the training path, so the synchronisation costs nothing there.
+    compute.synchronize();
+  }
+  float host[2];
+  copy_async(compute, host, out.data(), sizeof host);
+  compute.synchronize();
+  loss = host[0];
+  correct = host[1];
+  return {loss / double(ds.n), correct / double(ds.n)};
+}
+
+static std::vector<float> download(Stream& s, const float* p, size_t n) {
+  std::vector<float> v(n);
+  copy_async(s, v.data(), p, n * sizeof(float));
+  s.synchronize();
+  return v;
+}
+static void upload(Stream& s, float* p, const std::vector<float>& v) {
+  copy_async(s, p, v.data(), v.size() * sizeof(float));
+  s.synchronize();
+}
+
+std::vector<float> Worker::download_params() {
+  ctx_->compute().wait(update_done);
+  return download(ctx_->compute(), params(), P_);
+}
+std::vector<float> Worker::download_momentum() {
+  ctx_->compute().wait(update_done);
+  return download(ctx_->compute(), momentum(), P_);
+}
+std::vector<float> Worker::download_bn() {
+  return download(ctx_->compute(), model_->bn_buffers(), model_->num_bn_buffers());
+}
+void Worker::upload_params(const std::vector<float>& p) {
+  NBSGD_CHECK(p.size() == P_, "parameter count");
+  upload(ctx_->compute(), params(), p);
+}
+void Worker::upload_momentum(const std::vector<float>& m) {
+  NBSGD_CHECK(m.size() == P_, "momentum count");
+  upload(ctx_->compute(), momentum(), m);
+}
+void Worker::upload_bn(const std::vector<float>& b) {
+  NBSGD_CHECK(b.size() == model_->num_bn_buffers(), "BN buffer count");
+  upload(ctx_->compute(), model_->bn_buffers(), b);
+}
+
+}  // namespace nbsgd::engine

@@ -1,0 +1,74 @@
+// One worker: a device context, a model replica and the flat buffers of
+// contract (params P, scratch slots [g, count, loss] of P+2, the accumulator of
+// P+2, momentum of P), plus the staging slots that carry a mini-batch from the
+// host data set to the device: gather into pinned memory and copy, on the copy
+// stream, while the compute stream works on the previous one.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "nets/data/dataset.h"
+#include "nets/model.h"
+#include "runtime/device/buffer.h"
+#include "runtime/device/context.h"
+
+namespace nbsgd::engine {
+
+struct Slot {
+  Buffer pinned_x, pinned_y, x, y, scratch;
+  Event staged, done;
+  // Host-side copy of the indices the gather task reads (owned here so the task
+  // outlives nothing).
+  std::vector<int32_t> indices;
+};
+
+class Worker {
+ public:
+  // host_threads: OpenMP threads the host backend's streams of this worker may use
+  // (cores shared among the host workers, so N workers do not oversubscribe them).
+  Worker(int index, const Device& device, ClockKind clock, const std::string& net, int max_mini_batch, int slots,
+         uint64_t seed, int host_threads = 1);
+
+  int index() const { return index_; }
+  DeviceContext& ctx() { return *ctx_; }
+  nets::Model& model() { return *model_; }
+  size_t P() const { return P_; }
+  float* params() { return model_->params(); }
+  float* accumulator() { return acc_.as<float>(); }
+  float* momentum() { return momentum_.as<float>(); }
+  int slots() const { return static_cast<int>(slots_.size()); }
+  Slot& slot(int k) { return slots_[k]; }
+
+  // Enqueues the gather + copy of `indices` into slot k on the copy stream (after
+  // the slot's previous use is done), then forward/backward into the slot's
+  // scratch on the compute stream. Returns nothing; the caller adds the commit.
+  // `stamp` (optional, device memory): the compute stream's time just before the
+  // forward pass, for the duty-cycle throttle.
+  void stage_and_compute(int k, const data::Dataset& ds, const std::vector<int32_t>& indices,
+                         uint64_t* stamp = nullptr);
+  // Evaluation of a whole split on this worker; returns (mean loss, accuracy).
+  std::pair<double, double> evaluate(const data::Dataset& ds, int batch);
+
+  // Host copies (synchronous; for checkpoints and replica checks).
+  std::vector<float> download_params();
+  std::vector<float> download_momentum();
+  std::vector<float> download_bn();
+  void upload_params(const std::vector<float>& p);
+  void upload_momentum(const std::vector<float>& m);
+  void upload_bn(const std::vector<float>& b);
+
+  Event update_done;  // recorded after the step's update; the next step waits on it
+
+ private:
+  int index_;
+  std::unique_ptr<DeviceContext> ctx_;
+  std::unique_ptr<nets::Model> model_;
+  size_t P_ = 0;
+  int max_mb_ = 0;
+  Buffer acc_, momentum_;
+  std::vector<Slot> slots_;
+};
+
+}  // namespace nbsgd::engine
