@@ -37,8 +37,9 @@
 
 #include "runtime/device/check.h"
 #include "runtime/device/backend.h"
-#include "runtime/train/gossip_compare.h"
-#include "runtime/train/gossip_engine.h"
+#include "runtime/apps/compare/compare.h"
+#include "runtime/train/engine.h"
+#include "runtime/train/exchange.h"
 
 using namespace nbsgd;
 using namespace nbsgd::engine;
@@ -120,7 +121,7 @@ void validate() {
   int k = 0;
   for (const char* w : {"sync", "fastest"}) {
     c.window = w;
-    GossipEngine e(c);
+    Engine e(c);
     e.run([&](const StepRecord& r) { loss[k].push_back(r.loss); });
     ++k;
   }

@@ -9,7 +9,8 @@
 #include <string>
 
 #include "runtime/device/device.h"
-#include "runtime/train/gossip_engine.h"
+#include "runtime/train/engine.h"
+#include "runtime/train/exchange.h"
 
 namespace nbsgd::engine {
 namespace {
@@ -52,7 +53,7 @@ TEST_F(GossipGpu, BaselinesAndNonBlockingWindowsTrainOnGpus) {
       TrainConfig c = gossip_config(exchange, window);
       c.devices = devices_;
       std::vector<StepRecord> steps;
-      GossipEngine e(c);
+      Engine e(c);
       ASSERT_FALSE(e.virtual_clock());
       RunSummary s = e.run([&](const StepRecord& r) { steps.push_back(r); });
       ASSERT_EQ(s.samples_per_epoch.size(), 1u) << exchange << "/" << window;
@@ -70,7 +71,7 @@ TEST_F(GossipGpu, BaselinesAndNonBlockingWindowsTrainOnGpus) {
         h.clock = "virtual";
         h.steps = 1;
         std::vector<StepRecord> host_steps;
-        GossipEngine he(h);
+        Engine he(h);
         he.run([&](const StepRecord& r) { host_steps.push_back(r); });
         ASSERT_FALSE(steps.empty());
         ASSERT_EQ(host_steps.size(), 1u);

@@ -1,4 +1,4 @@
-// GossipEngine and GossipTimeline on the virtual clock: D-PSGD / MATCHA windows,
+// Engine and GossipTimeline on the virtual clock: D-PSGD / MATCHA windows,
 // faithful (barrier-free) baselines, AD-PSGD reproducibility, consensus, exchange;
 // and the real-clock baselines against the virtual clock.
 #include <gtest/gtest.h>
@@ -8,8 +8,9 @@
 #include <map>
 
 #include "runtime/device/check.h"
-#include "runtime/train/gossip_compare.h"
-#include "runtime/train/gossip_engine.h"
+#include "runtime/apps/compare/compare.h"
+#include "runtime/train/engine.h"
+#include "runtime/train/exchange.h"
 #include "runtime/train/gossip_timeline.h"
 #include "runtime/train/gossip/mixing.h"
 #include "runtime/train/gossip/topology.h"
@@ -42,7 +43,7 @@ struct Outcome {
 };
 
 Outcome run(const TrainConfig& c) {
-  GossipEngine e(c);
+  Engine e(c);
   Outcome r;
   r.sum = e.run([&](const StepRecord& s) { r.steps.push_back(s); });
   r.x = e.replicas();
@@ -107,7 +108,7 @@ TEST(GossipEngine, ReplicasConvergeWithZeroLearningRate) {
   c.momentum = 0;
   c.weight_decay = 0;
   c.steps = 6;
-  GossipEngine e(c);
+  Engine e(c);
   auto x = e.replicas();
   for (size_t i = 0; i < x.size(); ++i) {
     for (size_t k = 0; k < x[i].size(); ++k) x[i][k] += 0.01f * static_cast<float>((i * 7 + k * 13) % 11) - 0.05f;
@@ -145,7 +146,7 @@ TEST(GossipEngine, ExchangeIsTheMatrixProduct) {
     c.steps = 1;
     c.topology = "complete";
     c.lr_scaling = ex == "matcha" ? "none" : "linear";  // the fused and the unfused update
-    GossipEngine e(c);
+    Engine e(c);
     auto x = e.replicas();
     for (size_t i = 0; i < x.size(); ++i) {
       for (size_t k = 0; k < x[i].size(); ++k) x[i][k] = float((i + 1) * ((k % 5) + 1)) * 0.25f;
@@ -179,12 +180,12 @@ TEST(GossipTimeline, BlockingDriftIsBoundedByGraphDistance) {
   tc.controller.split = 4;
   tc.controller.cap = 4;
   tc.flops_per_sample = 1e9;  // 0.1 ms per sample at the default 10 TFLOP/s
-  tc.model_bytes = 4000;
   tc.params = 1000;
   tc.model.launch_overhead_s = 20e-6;
   auto prof = straggler::resolve(straggler::profile_from_slowdowns({5, 1, 1, 1, 1, 1}), N, {});
   const gossip::Graph g = gossip::ring(N);
   const auto nb = g.neighbours();
+  tc.exchange_s = [&](int64_t, int w) { return tc.model.gossip_s(4000, static_cast<int>(nb[w].size())); };
   GossipTimeline tl(
       tc, prof, [&](int64_t) -> const std::vector<std::vector<int>>& { return nb; },
       [](int, int size, int& actual) -> int64_t {
@@ -310,7 +311,7 @@ TEST(GossipEngine, RealClockRefusesWhatOnlyTheVirtualClockModels) {
     c.clock = "real";
     c.window_scope = "neighbors";
     try {
-      GossipEngine e(c);
+      Engine e(c);
       ADD_FAILURE() << "expected an InputError for " << k.exchange << "/" << k.window;
     } catch (const InputError& err) {
       EXPECT_NE(std::string(err.what()).find(k.needle), std::string::npos) << err.what();

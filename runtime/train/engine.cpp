@@ -1,198 +1,45 @@
-// Engine set-up, the run loop, metrics, checkpoints and resume.
-#include "runtime/train/engine.h"
-
+// The trainer: set-up, the run loop, read-back, evaluation and the summary.
 #include <fmt/format.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <deque>
-#include <nlohmann/json.hpp>
-#include <sstream>
 
-#include "nets/checkpoint.h"
-#include "nets/models.h"
-#include "nets/data/fashion_mnist.h"
-#include "nets/data/synthetic_cifar.h"
 #include "runtime/device/check.h"
-#include "runtime/train/engine_impl.h"
+#include "runtime/train/trainer.h"
+#include "runtime/train/virtual_driver.h"
 
 namespace nbsgd::engine {
 
 namespace {
-
-std::vector<double> parse_slowdowns(const std::string& text, int n) {
-  std::vector<double> v;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    char* end = nullptr;
-    double x = std::strtod(item.c_str(), &end);
-    if (item.empty() || *end != '\0' || !std::isfinite(x) || x < 1.0)
-      throw InputError("--slowdown " + text + ": '" + item + "' must be a number >= 1");
-    v.push_back(x);
-  }
-  if (static_cast<int>(v.size()) != n)
-    throw InputError("--slowdown " + text + ": " + std::to_string(v.size()) + " value(s) for " + std::to_string(n) +
-                     " worker(s)");
-  return v;
-}
-
-data::DataSplit load_data(const TrainConfig& c) {
-  if (c.data == "fashion-mnist") return data::load_fashion_mnist(c.data_dir, c.train_limit > 0 ? c.train_limit : -1);
-  if (c.data == "synthetic-cifar") {
-    int64_t n = c.train_limit > 0 ? std::min(c.train_limit, c.synthetic_train) : c.synthetic_train;
-    return data::make_synthetic_cifar(n, c.synthetic_test, c.seed);
-  }
-  throw InputError("--data " + c.data + ": unknown data set (fashion-mnist, synthetic-cifar)");
-}
-
 uint64_t fnv1a(const std::vector<float>& v) {
   uint64_t h = 1469598103934665603ull;
   const auto* p = reinterpret_cast<const unsigned char*>(v.data());
   for (size_t i = 0; i < v.size() * sizeof(float); ++i) h = (h ^ p[i]) * 1099511628211ull;
   return h;
 }
-
 }  // namespace
 
-Engine::Impl::Impl(const TrainConfig& c) : cfg(c) {
-  check_numbers(cfg);
-  if (cfg.batch <= 0 || cfg.split <= 0) throw InputError("--batch and --split must be positive");
-  if (cfg.batch % cfg.split != 0)
-    throw InputError(fmt::format("--split {}: M must divide --batch B = {}", cfg.split, cfg.batch));
-  if (cfg.inflight < 1) throw InputError("--inflight must be at least 1");
-  if (cfg.lr_scaling != "none" && cfg.lr_scaling != "linear")
-    throw InputError("--lr-scaling " + cfg.lr_scaling + ": expected none or linear");
-  if (cfg.exchange != "ring")
-    throw InputError("--exchange " + cfg.exchange + ": this engine runs ring (dpsgd, matcha, adpsgd: see nbsgd compare)");
-
-  // Devices and clock.
-  DiscoverOptions d;
-  d.host_workers = cfg.host_workers;
-  devices = discover_devices(d);
-  if (!cfg.devices.empty()) devices = select_devices(devices, cfg.devices);
-  if (cfg.clock == "auto") {
-    virtual_clock = devices.backend == Backend::Host;
-  } else if (cfg.clock == "virtual") {
-    if (devices.backend == Backend::Cuda)
-      throw InputError("--clock virtual: the virtual clock runs on host workers only, not on GPUs "
-                       "(use --clock real, or --host-workers N)");
-    virtual_clock = true;
-  } else if (cfg.clock == "real") {
-    virtual_clock = false;
-  } else {
-    throw InputError("--clock " + cfg.clock + ": expected auto, real or virtual");
+Engine::Impl::Impl(const TrainConfig& cfg) : s(make_setup(cfg)) {
+  if (is_gossip_exchange(s->cfg.exchange)) gossip = make_gossip_plan(s->cfg, n());
+  if (!adpsgd()) {
+    exchange = make_exchange(s->cfg, s->workers, s->sgd, s->cfg.model);
+    driver = s->virtual_clock ? make_virtual_driver(*s, *exchange) : make_real_driver(*s, *exchange);
   }
-  const int N = static_cast<int>(devices.devices.size());
-
-  // Window rules.
-  ctl_cfg.window = parse_window(cfg.window);
-  ctl_cfg.workers = N;
-  ctl_cfg.batch = cfg.batch;
-  ctl_cfg.split = cfg.split;
-  ctl_cfg.cap = parse_cap(cfg.cap, ctl_cfg.window, cfg.split);
-  ctl_cfg.adaptive_guard = cfg.adaptive_guard;
-
-  // Straggler profile (--slowdown is its shorthand).
-  std::vector<std::string> names;
-  for (const Device& dv : devices.devices) names.push_back(dv.name);
-  straggler::Profile prof;
-  if (!cfg.profile.empty() && !cfg.slowdown.empty()) throw InputError("--profile and --slowdown: give one of them");
-  if (!cfg.profile.empty()) {
-    prof = straggler::load_profile(cfg.profile);
-  } else {
-    prof = straggler::profile_from_slowdowns(cfg.slowdown.empty() ? std::vector<double>(N, 1.0)
-                                                                  : parse_slowdowns(cfg.slowdown, N));
-  }
-  profile = straggler::resolve(prof, N, names);
-  // A profile's sm_fraction makes a GPU worker an SM partition, as --devices 0:F does.
-  for (int i = 0; i < N; ++i) {
-    Device& dv = devices.devices[i];
-    if (dv.backend == Backend::Cuda && profile.devices[i].sm_fraction < 1.0 && dv.sm_fraction == 1.0) {
-      dv.sm_fraction = profile.devices[i].sm_fraction;
-      dv.kind = "cuda-partition";
-    }
-  }
-  if (!virtual_clock && devices.backend == Backend::Host) {
-    // Host workers on the real clock: slowdowns become real sleeps (see issue_real).
-  }
-
-  // Data and workers (identical init on every replica: same seed).
-  data = load_data(cfg);
-  if (cfg.test_limit > 0 && cfg.test_limit < data.test.n) {
-    data.test.n = cfg.test_limit;
-    data.test.images.resize(cfg.test_limit * data.test.sample_size());
-    data.test.labels.resize(cfg.test_limit);
-  }
-  const int b = cfg.batch / cfg.split;
-  const int host_threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / N);
-  for (int i = 0; i < N; ++i)
-    workers.push_back(std::make_unique<Worker>(i, devices.devices[i], virtual_clock ? ClockKind::Virtual : ClockKind::Real,
-                                               cfg.net, b, cfg.inflight + 2, cfg.seed, host_threads));
-  // An SM partition without a green context runs on the whole GPU: the throttle
-  // stands in for the SMs it should not have (DeviceContext::fallback_slowdown).
-  for (int i = 0; i < N; ++i) {
-    const double f = workers[i]->ctx().fallback_slowdown();
-    if (f == 1.0) continue;
-    auto& fn = profile.devices[i].slowdown_fn;
-    fn.base *= f;
-    for (auto& seg : fn.segments) seg.value *= f;
-  }
-  nets::Model& m0 = workers[0]->model();
-  if (m0.input_channels() != data.train.c || m0.input_height() != data.train.h || m0.input_width() != data.train.w)
-    throw InputError(fmt::format("--net {} takes {}x{}x{} inputs, but --data {} has {}x{}x{}", cfg.net,
-                                 m0.input_channels(), m0.input_height(), m0.input_width(), cfg.data, data.train.c,
-                                 data.train.h, data.train.w));
-  P = workers[0]->P();
-  flops = m0.flops_per_sample();
-  cfg.model = duration_model_for_net(cfg.model, cfg.net);
-
-  std::vector<DeviceContext*> ctxs;
-  for (auto& w : workers) ctxs.push_back(&w->ctx());
-  allreduce = comm::make_all_reduce(ctxs);
-
-  const int64_t steps_per_epoch = std::max<int64_t>(1, data.train.n / (int64_t(N) * cfg.batch));
-  schedule = optim::parse_lr_schedule(cfg.lr_schedule, cfg.lr, steps_per_epoch);
-  sgd.lr = cfg.lr;
-  sgd.momentum = cfg.momentum;
-  sgd.weight_decay = cfg.weight_decay;
-  sgd.nesterov = cfg.nesterov;
-  sgd.count_ref = cfg.lr_scaling == "linear" ? double(N) * cfg.batch : 0.0;
-
-  queue = std::make_unique<data::EpochQueue>(data.train.n, cfg.seed, cfg.shuffle, cfg.steps > 0 ? -1 : cfg.epochs);
-  readback = Buffer::pinned(devices.backend, readback_slots * 2 * sizeof(float));
-  for (int i = 0; i < readback_slots; ++i) readback_events.push_back(workers[0]->ctx().event());
-
-  if (virtual_clock) {
-    TimelineConfig tc;
-    tc.controller = ctl_cfg;
-    tc.model = cfg.model;
-    tc.flops_per_sample = flops;
-    tc.exchange_bytes = (P + 2) * sizeof(float);
-    tc.params = P;
-    timeline = std::make_unique<VirtualTimeline>(tc, profile);
-  } else {
-    controller = std::make_unique<StepController>(ctl_cfg);
-    rs.inflight.assign(N, 0);
-    rs.next_slot.assign(N, 0);
-    for (auto& w : workers) {
-      flags.push_back(Buffer::mapped(w->ctx().backend(), w->slots() * sizeof(int)));
-      stamps.push_back(Buffer(w->ctx().backend(), w->ctx().device().ordinal, w->slots() * sizeof(uint64_t)));
-    }
-    for (int i = 0; i < N; ++i) issuers.emplace_back([this, i] { issuer_loop(i); });
-  }
-  if (!cfg.resume.empty()) load_checkpoint(cfg.resume);
+  const size_t per_slot = exchange ? exchange->readback_floats() : 2 * size_t(n());
+  readback = Buffer::pinned(s->devices.backend, kSlots * per_slot * sizeof(float));
+  step_done.resize(kSlots);
+  for (auto& row : step_done)
+    for (auto& w : s->workers) row.push_back(w->ctx().event());
+  if (!s->cfg.resume.empty()) load_checkpoint(s->cfg.resume);
 }
 
 Engine::Impl::~Impl() {
-  {
-    std::lock_guard<std::mutex> lk(m);
-    shutting_down = true;
+  try {
+    if (driver) driver->stop();
+  } catch (const std::exception& e) {
+    log_error(__FILE__, __LINE__, -1, "~Engine", e.what());
   }
-  cv.notify_all();
-  for (auto& t : issuers) t.join();
-  for (auto& w : workers) {
+  for (auto& w : s->workers) {
     try {
       w->ctx().compute().synchronize();
       w->ctx().comm().synchronize();
@@ -203,216 +50,230 @@ Engine::Impl::~Impl() {
   }
 }
 
-// ------------------------------------------------------------------ checkpoints
-std::vector<nbsgd::TensorView> Engine::Impl::tensor_views(const std::vector<float>& params, const std::vector<float>& bn,
-                                                          const std::vector<float>& mom) const {
-  std::vector<nbsgd::TensorView> v;
-  const nets::Model& model = workers[0]->model();
-  for (const auto& t : model.param_info()) v.push_back({t.name, t.shape, params.data() + t.offset});
-  for (const auto& t : model.buffer_info()) v.push_back({t.name, t.shape, bn.data() + t.offset});
-  for (const auto& t : model.param_info()) v.push_back({"momentum." + t.name, t.shape, mom.data() + t.offset});
-  return v;
+double Engine::Impl::now() const { return driver ? driver->now() : adpsgd_clock; }
+
+bool Engine::Impl::stop_now(const std::atomic<bool>* stop, RunSummary& sum) const {
+  const TrainConfig& c = s->cfg;
+  if (c.steps > 0 && step >= c.steps) return true;
+  if (c.steps <= 0 && s->queue->epoch_complete(c.epochs - 1)) return true;
+  if (c.stop_at_target && time_to_target) return true;
+  if (stop && stop->load()) {
+    sum.interrupted = true;
+    return true;
+  }
+  return false;
 }
 
-void Engine::Impl::save_checkpoint(const std::string& path, double clock_s) {
-  Worker& w0 = *workers[0];
-  std::vector<float> params = w0.download_params(), bn = w0.download_bn(), mom = w0.download_momentum();
-  nlohmann::json tl;
-  if (timeline) tl = {{"now", timeline->now()}, {"free_at", timeline->free_at()}, {"rates", timeline->controller().rates()}};
-  std::map<std::string, std::string> meta{
-      {"nbsgd.net", w0.model().description()},
-      {"nbsgd.step", std::to_string(step)},
-      {"nbsgd.epoch", std::to_string(queue->current_epoch())},
-      {"nbsgd.seed", std::to_string(cfg.seed)},
-      {"nbsgd.queue", queue->save_state()},
-      {"nbsgd.timeline", tl.dump()},
-      {"nbsgd.clock_s", fmt::format("{:.17g}", clock_s)},
-      {"nbsgd.samples_total", std::to_string(samples_total)},
-      {"nbsgd.config", config_json(cfg)},
-      {"format", "pt"},
-  };
-  save_safetensors(path, tensor_views(params, bn, mom), meta);
+// ------------------------------------------------------------------ one step
+void Engine::Impl::issue_step() {
+  Pending p;
+  p.step = step;
+  p.slot = static_cast<int>(step % kSlots);
+  p.lr = s->schedule.lr_at(step);
+  driver->step(step, p.window);
+  float* rb = readback.as<float>() + p.slot * exchange->readback_floats();
+  exchange->enqueue(step, p.lr, p.window.ready, rb);
+  for (int w = 0; w < n(); ++w) s->workers[w]->ctx().comm().record(step_done[p.slot][w]);
+  exchange->forget_before(step + 1);
+  samples_total += p.window.total_samples();
+  ++step;
+  // The virtual clock is a simulation: its math runs step by step, so that a run
+  // is the same bits whatever the host's timing.
+  if (s->virtual_clock)
+    for (auto& w : s->workers) w->ctx().comm().synchronize();
+  pending.push_back(std::move(p));
 }
 
-void Engine::Impl::load_checkpoint(const std::string& path) {
-  LoadedTensors t = load_safetensors(path);
-  Worker& w0 = *workers[0];
-  auto meta = [&](const char* key) -> const std::string& {
-    auto it = t.metadata.find(key);
-    if (it == t.metadata.end()) throw InputError("checkpoint " + path + ": no '" + key + "' in its metadata");
-    return it->second;
-  };
-  if (meta("nbsgd.net") != w0.model().description())
-    throw InputError("checkpoint " + path + " was made for another net: " + meta("nbsgd.net") + ", this run is " +
-                     w0.model().description());
-  std::vector<float> params(P), bn(w0.model().num_bn_buffers()), mom(P);
-  check_matches(t, tensor_views(params, bn, mom), path);
-  auto fill = [&](const std::string& name, std::vector<float>& dst, size_t offset) {
-    const auto& v = t.tensors.at(name).second;
-    std::copy(v.begin(), v.end(), dst.begin() + offset);
-  };
-  for (const auto& p : w0.model().param_info()) {
-    fill(p.name, params, p.offset);
-    fill("momentum." + p.name, mom, p.offset);
+// The real clock's time at which the slot's step had finished on every worker.
+double Engine::Impl::event_time(int slot) const {
+  double t = 0;
+  for (int w = 0; w < n(); ++w) {
+    const Event& e = step_done[slot][w];
+    t = std::max(t, e.backend() == Backend::Host ? e.host_timestamp() - host_base
+                                                 : base_t[w] + Event::elapsed_s(base_events[w], e));
   }
-  for (const auto& b : w0.model().buffer_info()) fill(b.name, bn, b.offset);
-  for (auto& w : workers) {
-    w->upload_params(params);
-    w->upload_momentum(mom);
-    w->upload_bn(bn);
+  return t;
+}
+
+StepRecord Engine::Impl::record_of(Pending& p) {
+  const float* rb = readback.as<float>() + p.slot * exchange->readback_floats();
+  const auto [count, loss_sum] = exchange->totals(rb);
+  StepWindow& w = p.window;
+  StepRecord rec;
+  rec.step = p.step;
+  rec.epoch = w.epoch;
+  rec.t = s->virtual_clock ? w.t_end : event_time(p.slot);
+  rec.lr = p.lr;
+  rec.samples = static_cast<int64_t>(count);
+  rec.loss = count > 0 ? loss_sum / count : std::nan("");
+  rec.finished = w.finished;
+  rec.delay_s = w.delay_s;
+  rec.window_s = w.window_s >= 0 ? w.window_s : rec.t - last_t;  // sync on the real clock: the step's length
+  rec.skipped = count == 0;
+  NBSGD_CHECK(rec.samples == w.total_samples(), fmt::format("step {}: the exchanged count {} differs from the window's {}",
+                                                            rec.step, rec.samples, w.total_samples()));
+  if (s->virtual_clock && !replicated()) rec.consensus = consensus();
+  losses.add(loss_sum, count);
+  counters.wasted_minibatches += w.wasted;
+  last_t = std::max(last_t, rec.t);
+  return rec;
+}
+
+void Engine::Impl::drain(bool all, const std::function<void(const StepRecord&)>& on_step) {
+  while (!pending.empty()) {
+    Pending& p = pending.front();
+    bool done = true;
+    for (const Event& e : step_done[p.slot]) done = done && e.query();
+    if (!done && !all && pending.size() < static_cast<size_t>(kSlots - 1)) break;
+    for (const Event& e : step_done[p.slot]) e.synchronize();
+    StepRecord rec = record_of(p);
+    pending.pop_front();
+    after_step(rec, on_step);
   }
-  try {
-    step = std::stoll(meta("nbsgd.step"));
-    resumed_clock = std::stod(meta("nbsgd.clock_s"));
-    samples_total = std::stoll(meta("nbsgd.samples_total"));
-    *queue = data::EpochQueue::restore(meta("nbsgd.queue"));
-  } catch (const InputError& e) {
-    throw InputError("checkpoint " + path + ": " + e.what());
-  } catch (const std::exception& e) {
-    throw InputError("checkpoint " + path + ": bad run state in its metadata (" + e.what() + ")");
+}
+
+bool Engine::Impl::after_step(StepRecord& rec, const std::function<void(const StepRecord&)>& on_step) {
+  if (rec.skipped) ++counters.skipped_steps;
+  if (!rec.skipped && s->cfg.target_loss > 0 && !time_to_target && losses.mean() <= s->cfg.target_loss)
+    time_to_target = rec.t;
+  on_step(rec);
+  // A window no mini-batch fits in (e.g. a deadline shorter than one) would spin
+  // forever on skipped steps: stop with the reason.
+  consecutive_empty = rec.samples == 0 ? consecutive_empty + 1 : 0;
+  if (consecutive_empty >= 100)
+    throw InputError(fmt::format("--window {}: no worker finished a mini-batch in 100 consecutive steps "
+                                 "(the window is shorter than one mini-batch)", s->cfg.window));
+  return true;
+}
+
+// --check-replicas-every, --eval-every, --checkpoint-every, after step `step`.
+void Engine::Impl::periodic() {
+  const TrainConfig& c = s->cfg;
+  if (c.check_replicas_every > 0 && step % c.check_replicas_every == 0 && replicated()) {
+    auto h = replica_hashes();
+    for (size_t i = 1; i < h.size(); ++i)
+      NBSGD_CHECK(h[i] == h[0], fmt::format("replica {} diverged from replica 0 at step {}", i, step));
   }
-  if (queue->dataset_size() != data.train.n)
-    throw InputError(fmt::format("checkpoint {}: made for a training set of {} samples, this one has {}", path,
-                                 queue->dataset_size(), data.train.n));
-  if (timeline) {
-    auto tl = nlohmann::json::parse(meta("nbsgd.timeline"), nullptr, false);
-    if (tl.is_discarded() || !tl.contains("now"))
-      throw InputError("checkpoint " + path + ": it was written by a real-clock run; resume it with --clock real");
-    timeline->restore(tl["now"].get<double>(), tl["free_at"].get<std::vector<double>>(),
-                      tl["rates"].get<std::vector<double>>());
+  if (c.eval_every > 0 && step % c.eval_every == 0) {
+    auto [l, a] = evaluate();
+    if (!c.quiet)
+      std::fprintf(stderr, "eval step %lld: %s test loss %.4f accuracy %.4f\n", (long long)step,
+                   replicated() ? "replica 0" : "averaged model", l, a);
   }
+  if (c.checkpoint_every > 0 && step % c.checkpoint_every == 0 && !c.out_dir.empty())
+    save_checkpoint(c.out_dir + "/checkpoint.safetensors");
 }
 
 // ------------------------------------------------------------------ run loop
 RunSummary Engine::Impl::run(const std::function<void(const StepRecord&)>& on_step, const std::atomic<bool>* stop) {
   RunSummary sum;
   const double wall0 = steady_now_s();
-  clock_base = wall0 - resumed_clock;
-  std::deque<std::pair<StepResult, int>> pending;  // waiting for their loss read-back
-  std::deque<std::pair<double, double>> recent;    // (loss_sum, n) of the last steps, for the target
-  double recent_loss = 0, recent_n = 0;
-  double last_loss = std::nan("");
-  int consecutive_empty = 0;
-
-  auto emit = [&](const StepResult& r, int slot) {
-    const float* rb = readback.as<float>() + 2 * slot;
-    StepRecord rec;
-    rec.step = r.step;
-    rec.epoch = r.epoch;
-    rec.t = r.t_end;
-    rec.samples = static_cast<int64_t>(rb[0]);
-    rec.loss = rec.samples > 0 ? rb[1] / rb[0] : std::nan("");
-    rec.lr = r.lr;
-    rec.finished = r.finished;
-    rec.delay_s = r.delay_s;
-    rec.window_s = r.window_s;
-    rec.skipped = rec.samples == 0;
-    NBSGD_CHECK(rec.samples == r.samples, fmt::format("step {}: the exchanged count {} differs from the window's {}",
-                                                      r.step, rec.samples, r.samples));
-    if (rec.skipped) {
-      ++sum.skipped_steps;
-    } else {
-      last_loss = rec.loss;
-      recent.emplace_back(rb[1], rb[0]);
-      recent_loss += rb[1];
-      recent_n += rb[0];
-      if (recent.size() > 10) {
-        recent_loss -= recent.front().first;
-        recent_n -= recent.front().second;
-        recent.pop_front();
-      }
-      if (cfg.target_loss > 0 && !time_to_target && recent_n > 0 && recent_loss / recent_n <= cfg.target_loss)
-        time_to_target = rec.t;
-    }
-    sum.wasted_minibatches += r.wasted;
-    on_step(rec);
-  };
-  auto drain = [&](bool all) {
-    while (!pending.empty()) {
-      const int slot = pending.front().second;
-      if (all || pending.size() >= static_cast<size_t>(readback_slots - 1)) {
-        readback_events[slot].synchronize();
-      } else if (!readback_events[slot].query()) {
-        break;
-      }
-      emit(pending.front().first, slot);
-      pending.pop_front();
-    }
-  };
-
-  for (;;) {
-    if (cfg.steps > 0 && step >= cfg.steps) break;
-    if (cfg.steps <= 0 && queue->epoch_complete(cfg.epochs - 1)) break;
-    if (cfg.stop_at_target && time_to_target) break;
-    if (stop && stop->load()) {
-      sum.interrupted = true;
-      break;
-    }
-    StepResult r;
-    r.step = step;
-    const int slot = static_cast<int>(step % readback_slots);
-    if (virtual_clock) {
-      step_virtual(r);
-    } else {
-      step_real(r);
-    }
-    workers[0]->ctx().comm().record(readback_events[slot]);
-    samples_total += r.samples;
-    ++step;
-    if (virtual_clock) workers[0]->ctx().comm().synchronize();
-    // A window no mini-batch fits in (e.g. a deadline shorter than one) would spin
-    // forever on skipped steps: stop with the reason. (Read before the step moves
-    // into `pending`: drain() may emit and pop it at once.)
-    consecutive_empty = r.samples == 0 ? consecutive_empty + 1 : 0;
-    pending.emplace_back(std::move(r), slot);
-    drain(false);
-    if (consecutive_empty >= 100)
-      throw InputError(fmt::format("--window {}: no worker finished a mini-batch in 100 consecutive steps "
-                                   "(the window is shorter than one mini-batch)", cfg.window));
-    if (cfg.check_replicas_every > 0 && step % cfg.check_replicas_every == 0) {
-      drain(true);
-      auto h = replica_hashes();
-      for (size_t i = 1; i < h.size(); ++i)
-        NBSGD_CHECK(h[i] == h[0], fmt::format("replica {} diverged from replica 0 at step {}", i, step));
-    }
-    if (cfg.eval_every > 0 && step % cfg.eval_every == 0) {
-      drain(true);
-      auto [l, a] = workers[0]->evaluate(data.test, 256);
-      if (!cfg.quiet) std::fprintf(stderr, "eval step %lld: test loss %.4f accuracy %.4f\n", (long long)step, l, a);
-    }
-    if (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && !cfg.out_dir.empty()) {
-      drain(true);
-      save_checkpoint(cfg.out_dir + "/checkpoint.safetensors", current_clock());
+  if (adpsgd()) {
+    run_adpsgd(on_step, stop, sum);
+    finish(sum, wall0);
+    return sum;
+  }
+  host_base = steady_now_s() - driver->now();
+  if (!s->virtual_clock && s->devices.backend == Backend::Cuda) {
+    for (auto& w : s->workers) {
+      base_events.push_back(w->ctx().event());
+      base_t.push_back(driver->now());
+      w->ctx().comm().record(base_events.back());
     }
   }
-  drain(true);
-  for (auto& w : workers) {
+  last_t = driver->now();
+  const TrainConfig& c = s->cfg;
+  auto due = [&](int64_t every) { return every > 0 && step % every == 0; };
+  while (!stop_now(stop, sum)) {
+    issue_step();
+    drain(false, on_step);
+    const bool check = due(c.check_replicas_every) || due(c.eval_every) || (due(c.checkpoint_every) && !c.out_dir.empty());
+    if (check) {
+      drain(true, on_step);
+      // Cancelled work may still be queued; evaluation swaps models on worker 0.
+      for (auto& w : s->workers) w->ctx().compute().synchronize();
+      periodic();
+    }
+  }
+  drain(true, on_step);
+  finish(sum, wall0);
+  return sum;
+}
+
+void Engine::Impl::finish(RunSummary& sum, double wall0) {
+  if (driver) driver->stop();
+  for (auto& w : s->workers) {
     w->ctx().compute().synchronize();
     w->ctx().comm().synchronize();
   }
   sum.steps = step;
   sum.samples = samples_total;
   sum.wall_s = steady_now_s() - wall0;
-  sum.clock_s = current_clock();
+  sum.clock_s = now();
   sum.samples_per_s = sum.clock_s > 0 ? sum.samples / sum.clock_s : 0;
-  sum.final_train_loss = recent_n > 0 ? recent_loss / recent_n : last_loss;
+  sum.final_train_loss = losses.mean();
   sum.time_to_target_s = time_to_target;
-  for (int64_t e = 0; e <= queue->current_epoch(); ++e) {
-    if (queue->epoch_complete(e)) {
-      sum.samples_per_epoch.push_back(queue->samples_committed(e));
+  sum.skipped_steps = counters.skipped_steps;
+  sum.wasted_minibatches = driver && driver->wasted() >= 0 ? driver->wasted() : counters.wasted_minibatches;
+  for (int64_t e = 0; e <= s->queue->current_epoch(); ++e) {
+    if (s->queue->epoch_complete(e)) {
+      sum.samples_per_epoch.push_back(s->queue->samples_committed(e));
     } else {
-      sum.partial_epoch_samples += queue->samples_committed(e);
+      sum.partial_epoch_samples += s->queue->samples_committed(e);
     }
   }
   sum.epochs_completed = static_cast<int64_t>(sum.samples_per_epoch.size());
-  auto [tl, ta] = workers[0]->evaluate(data.test, 256);
+  sum.clock = s->virtual_clock ? "virtual" : "real";
+  sum.evaluated = replicated() ? "replica 0" : "averaged model";
+  auto [tl, ta] = evaluate();
   sum.test_loss = tl;
   sum.test_accuracy = ta;
-  return sum;
 }
 
-double Engine::Impl::current_clock() const {
-  return virtual_clock ? timeline->now() : steady_now_s() - clock_base;
+// ------------------------------------------------------------------ models
+std::vector<std::vector<float>> Engine::Impl::replicas() const {
+  std::vector<std::vector<float>> x;
+  for (auto& w : s->workers) x.push_back(w->download_params());
+  return x;
+}
+
+std::vector<float> Engine::Impl::average(const std::vector<std::vector<float>>& x) const {
+  std::vector<double> acc(s->P, 0.0);
+  for (const auto& xi : x)
+    for (size_t e = 0; e < s->P; ++e) acc[e] += xi[e];
+  std::vector<float> avg(s->P);
+  for (size_t e = 0; e < s->P; ++e) avg[e] = static_cast<float>(acc[e] / double(x.size()));
+  return avg;
+}
+
+double Engine::Impl::consensus() const {
+  const auto x = replicas();
+  std::vector<double> mean(s->P, 0.0);
+  for (const auto& xi : x)
+    for (size_t e = 0; e < s->P; ++e) mean[e] += xi[e];
+  for (double& m : mean) m /= double(x.size());
+  double d = 0;
+  for (const auto& xi : x)
+    for (size_t e = 0; e < s->P; ++e) d += (xi[e] - mean[e]) * (xi[e] - mean[e]);
+  return d / double(x.size());
+}
+
+// Replicated exchanges: replica 0. Gossip: the averaged model x_bar on worker 0
+// (with worker 0's BN buffers), then worker 0's own replica goes back.
+std::pair<double, double> Engine::Impl::evaluate() {
+  Worker& w0 = *s->workers[0];
+  if (replicated()) return w0.evaluate(s->data.test, 256);
+  auto x = replicas();
+  w0.upload_params(average(x));
+  auto r = w0.evaluate(s->data.test, 256);
+  w0.upload_params(x[0]);
+  return r;
+}
+
+std::vector<uint64_t> Engine::Impl::replica_hashes() const {
+  std::vector<uint64_t> h;
+  for (auto& w : s->workers) h.push_back(fnv1a(w->download_params()));
+  return h;
 }
 
 // ------------------------------------------------------------------ Engine
@@ -422,41 +283,54 @@ Engine::~Engine() = default;
 RunSummary Engine::run(const std::function<void(const StepRecord&)>& on_step, const std::atomic<bool>* stop) {
   return impl_->run(on_step, stop);
 }
-void Engine::save_checkpoint(const std::string& path) const { impl_->save_checkpoint(path, impl_->current_clock()); }
-const TrainConfig& Engine::config() const { return impl_->cfg; }
+void Engine::save_checkpoint(const std::string& path) const { impl_->save_checkpoint(path); }
+const TrainConfig& Engine::config() const { return impl_->s->cfg; }
 int Engine::workers() const { return impl_->n(); }
-size_t Engine::num_params() const { return impl_->P; }
-double Engine::flops_per_sample() const { return impl_->flops; }
-bool Engine::virtual_clock() const { return impl_->virtual_clock; }
-const DeviceList& Engine::devices() const { return impl_->devices; }
-
-std::vector<uint64_t> Engine::Impl::replica_hashes() const {
-  std::vector<uint64_t> h;
-  for (auto& w : workers) h.push_back(fnv1a(w->download_params()));
-  return h;
-}
+size_t Engine::num_params() const { return impl_->s->P; }
+double Engine::flops_per_sample() const { return impl_->s->flops; }
+bool Engine::virtual_clock() const { return impl_->s->virtual_clock; }
+const DeviceList& Engine::devices() const { return impl_->s->devices; }
 std::vector<uint64_t> Engine::replica_hashes() const { return impl_->replica_hashes(); }
+std::vector<std::vector<float>> Engine::replicas() const { return impl_->replicas(); }
+void Engine::set_replica(int i, const std::vector<float>& p) {
+  NBSGD_CHECK(i >= 0 && i < impl_->n(), "set_replica: no such worker");
+  impl_->s->workers[static_cast<size_t>(i)]->upload_params(p);
+}
+std::vector<std::vector<std::pair<int, double>>> Engine::step_weights(int64_t st) const {
+  if (!impl_->gossip) throw InputError("step_weights: --exchange " + impl_->s->cfg.exchange + " has no mixing matrix");
+  const auto& plan = impl_->gossip->plan;
+  return gossip::step_weights(plan, gossip::active_matchings(plan, impl_->s->cfg.seed, st));
+}
 
 std::string Engine::describe() const {
-  const Impl& i = *impl_;
-  std::string s = fmt::format(
+  const Setup& s = *impl_->s;
+  const TrainConfig& c = s.cfg;
+  const std::string xdesc = impl_->exchange ? impl_->exchange->describe()
+                                            : fmt::format("adpsgd over {} ({} edges): asynchronous, no window; a "
+                                                          "reported step is a round of N iterations",
+                                                          c.topology, impl_->gossip->graph.edges.size());
+  const std::string window =
+      impl_->adpsgd() ? std::string("none")
+                      : fmt::format("{} ({} scope), cap {}", c.window,
+                                    s.ctl.window.kind == WindowKind::Sync ? "own batch" : c.window_scope,
+                                    s.ctl.cap < 0 ? std::string("none") : std::to_string(s.ctl.cap));
+  std::string out = fmt::format(
       "nbsgd train: net {} ({} parameters, {:.3g} MFLOP/sample), data {} ({} train / {} test)\n"
-      "  exchange {}, window {}, cap {}, batch {} per worker in {} mini-batches of {}, inflight {}\n"
+      "  exchange {}\n"
+      "  window {}, batch {} per worker in {} mini-batches of {}, inflight {}\n"
       "  lr {} ({}), momentum {}, weight decay {}{}, lr scaling {}, seed {}, clock {}\n",
-      i.cfg.net, i.P, i.flops * 1e-6, i.cfg.data, i.data.train.n, i.data.test.n, i.cfg.exchange, i.cfg.window,
-      i.ctl_cfg.cap < 0 ? std::string("none") : std::to_string(i.ctl_cfg.cap), i.cfg.batch, i.cfg.split,
-      i.cfg.batch / i.cfg.split, i.cfg.inflight, i.cfg.lr, i.schedule.describe(), i.cfg.momentum, i.cfg.weight_decay,
-      i.cfg.nesterov ? ", nesterov" : "", i.cfg.lr_scaling, i.cfg.seed, i.virtual_clock ? "virtual" : "real");
-  if (i.virtual_clock)
-    s += fmt::format("  virtual clock: {:g} GFLOP/s, {:.4g} us launch overhead per mini-batch, link {:g} GB/s + {:g} us\n",
-                     i.cfg.model.gflops, i.cfg.model.launch_overhead_s * 1e6, i.cfg.model.link_gbps,
-                     i.cfg.model.link_latency_s * 1e6);
-  s += fmt::format("  devices ({}):\n", to_string(i.devices.backend));
-  for (size_t k = 0; k < i.devices.devices.size(); ++k) {
-    const Device& d = i.devices.devices[k];
-    s += fmt::format("    {:>2} {:<24} {}\n", d.index, d.name, i.profile.devices[k].describe());
+      c.net, s.P, s.flops * 1e-6, c.data, s.data.train.n, s.data.test.n, xdesc, window, c.batch, c.split,
+      c.batch / c.split, c.inflight, c.lr, s.schedule.describe(), c.momentum, c.weight_decay,
+      c.nesterov ? ", nesterov" : "", c.lr_scaling, c.seed, s.virtual_clock ? "virtual" : "real");
+  if (s.virtual_clock)
+    out += fmt::format("  virtual clock: {:g} GFLOP/s, {:.4g} us launch overhead per mini-batch, link {:g} GB/s + {:g} us\n",
+                       c.model.gflops, c.model.launch_overhead_s * 1e6, c.model.link_gbps, c.model.link_latency_s * 1e6);
+  out += fmt::format("  devices ({}):\n", to_string(s.devices.backend));
+  for (size_t k = 0; k < s.devices.devices.size(); ++k) {
+    const Device& d = s.devices.devices[k];
+    out += fmt::format("    {:>2} {:<24} {}\n", d.index, d.name, s.profile.devices[k].describe());
   }
-  return s;
+  return out;
 }
 
 }  // namespace nbsgd::engine

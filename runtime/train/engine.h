@@ -1,64 +1,41 @@
-// The non-blocking step engine (METHOD.md: windows, unfinished work, aggregation).
+// The training engine: one trainer for every exchange and both clocks (METHOD.md).
 //
-// One Worker per device. Each step: a window policy (StepController) decides when
-// the step ends; mini-batches finished inside the window are committed into each
-// worker's accumulator; unfinished ones are cancelled and their samples go back to
-// the shared epoch queue; the accumulators [G, n, loss] are summed across workers;
-// one fused kernel per worker applies the update. The same engine runs
-//   --clock virtual (host workers): the window is decided on the duration model's
-//       time (VirtualTimeline); the math runs for real for every counted mini-batch;
-//   --clock real: workers run for real; completion notices (host tasks on the
-//       compute streams) feed the same StepController.
+// Each step: a window driver (driver.h; virtual or real clock) runs the step's
+// window, commits the mini-batches that finished inside it into the workers'
+// accumulators and hands the cancelled ones back to the shared epoch queue; the
+// exchange (exchange.h; ring all-reduce, D-PSGD or MATCHA gossip) turns the
+// accumulators into the next models. The trainer owns everything around that:
+// set-up (setup.h), the run loop and its stopping conditions, the loss tracking
+// and the target, evaluation, checkpoints and exact resume, and the summary.
+// AD-PSGD has no steps: it runs its own event loop (adpsgd.cpp) inside the same
+// trainer, with the same set-up, metrics, checkpoints and summary.
 #pragma once
 
 #include <atomic>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/device/device.h"
 #include "runtime/train/config.h"
-#include "runtime/train/timeline.h"
+#include "runtime/train/records.h"
 
 namespace nbsgd::engine {
 
-struct StepRecord {
-  int64_t step = 0, epoch = 0;
-  double t = 0;         // seconds since start on the run's clock, at the end of the step
-  double loss = 0;      // mean over the step's finished samples (NaN if none)
-  double lr = 0;
-  int64_t samples = 0;  // n
-  std::vector<int> finished;  // k_i
-  std::vector<double> delay_s;
-  double window_s = 0;
-  bool skipped = false;
-  double consensus = -1;  // gossip: mean ||x_i - x_bar||^2
-};
-
-struct RunSummary {
-  int64_t steps = 0, epochs_completed = 0, samples = 0;
-  double wall_s = 0, clock_s = 0, samples_per_s = 0;
-  double final_train_loss = 0, test_loss = 0, test_accuracy = 0;
-  std::optional<double> time_to_target_s;
-  std::vector<int64_t> samples_per_epoch;  // completed epochs
-  int64_t partial_epoch_samples = 0;
-  int64_t skipped_steps = 0;
-  bool interrupted = false;
-  int64_t wasted_minibatches = 0;
-};
-
 class Engine {
  public:
-  explicit Engine(const TrainConfig& cfg);
+  explicit Engine(const TrainConfig& cfg);  // validates every flag first
   ~Engine();
 
   // Runs to the stopping condition, calling on_step after every step. `stop`
-  // (e.g. set by SIGINT) ends the run after the current step.
+  // (set by a signal) ends the run after the step in flight.
   RunSummary run(const std::function<void(const StepRecord&)>& on_step, const std::atomic<bool>* stop = nullptr);
 
-  // Writes the checkpoint (weights, BN buffers, momentum and run state) atomically.
+  // Writes the checkpoint atomically: the model under PyTorch's names (for gossip,
+  // the averaged model), momentum, and everything an exact --resume needs (every
+  // replica for gossip, the queue, the clock, the timeline, the loss window).
   void save_checkpoint(const std::string& path) const;
 
   const TrainConfig& config() const;
@@ -70,9 +47,15 @@ class Engine {
   const DeviceList& devices() const;
   // Hashes of every replica's weights (bit-identical replicas give equal hashes).
   std::vector<uint64_t> replica_hashes() const;
+  // Host copies of every replica's parameters; replace replica i (tests).
+  std::vector<std::vector<float>> replicas() const;
+  void set_replica(int i, const std::vector<float>& params);
+  // Gossip exchanges: worker i's (j, W_ij) in `step`, as the exchange uses them.
+  std::vector<std::vector<std::pair<int, double>>> step_weights(int64_t step) const;
+
+  struct Impl;
 
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "runtime/device/check.h"
+#include "runtime/train/sim_event.h"
 #include "runtime/train/timeline.h"
 
 namespace nbsgd::engine {
@@ -51,7 +52,7 @@ GossipTimeline::~GossipTimeline() = default;
 void GossipTimeline::push(double t, int type, int w, int64_t step, int group, int64_t* token) {
   const int64_t s = seq_++;
   if (token) *token = s;
-  q_.push({t, type, w, s, step, group});
+  q_.push({ns(t), type, w, s, step, group});
 }
 
 GossipWorkerStep& GossipTimeline::rec(int64_t step, int w) {
@@ -97,7 +98,7 @@ GossipTimeline::Group& GossipTimeline::group(int64_t step, int key, double t0) {
   for (int m : g->members) r.push_back(rates_.rates()[static_cast<size_t>(m)]);
   g->ctl->set_rates(r);
   g->ctl->begin_step(t0);
-  if (auto d = g->ctl->deadline()) push(*d, kDeadline, key, step, key);
+  if (auto d = g->ctl->deadline()) push(quantize(*d), kDeadline, key, step, key);
   Group& ref = *g;
   groups_[{step, key}] = std::move(g);
   if (auto it = early_.find({step, key}); it != early_.end()) {
@@ -114,7 +115,7 @@ void GossipTimeline::begin_step(int w, int64_t step, double t) {
   r.start = t;
   r.neighbours = neighbours_(step)[static_cast<size_t>(w)];
   straggler::Rng stall_rng = step_stream(profile_, w, step, straggler::Stream::Stall);
-  const double stall = profile_.devices[static_cast<size_t>(w)].draw_stall_s(stall_rng, step);
+  const double stall = quantize(profile_.devices[static_cast<size_t>(w)].draw_stall_s(stall_rng, step));
   r.delay_s += stall;
   s.delay_rng = step_stream(profile_, w, step, straggler::Stream::Delay);
   Group& g = group(step, own_key(w), t);
@@ -132,7 +133,7 @@ void GossipTimeline::begin_step(int w, int64_t step, double t) {
     return;
   }
   const double free = s.busy ? std::max(t, s.running.commit) : t;
-  push(free + stall, kFree, w, step, -1, &s.free_token);
+  push(add_ns(free, stall), kFree, w, step, -1, &s.free_token);
 }
 
 void GossipTimeline::try_start(int w, double t) {
@@ -149,14 +150,16 @@ void GossipTimeline::try_start(int w, double t) {
   if (actual <= 0) return;
   g->ctl->on_start(local, actual);
   const auto& dev = profile_.devices[static_cast<size_t>(w)];
-  const double c = cfg_.model.compute_s(cfg_.flops_per_sample, actual);
-  const double injected = (dev.slowdown(s.step) - 1.0) * c + dev.draw_delay_s(s.delay_rng, s.step);
+  // As VirtualTimeline: compute, throttle and random delay, each on the grid.
+  const int64_t c = ns(cfg_.model.compute_s(cfg_.flops_per_sample, actual));
+  const double injected =
+      s_of(ns((dev.slowdown(s.step) - 1.0) * s_of(c)) + ns(dev.draw_delay_s(s.delay_rng, s.step)));
   r.delay_s += injected;
   GossipMiniBatch mb;
   mb.size = actual;
   mb.handle = handle;
   mb.start = t;
-  mb.commit = t + c + injected;  // the injected delay sits before the commit, as in VirtualTimeline
+  mb.commit = s_of(ns(t) + c + ns(injected));  // the injected delay sits before the commit, as in VirtualTimeline
   r.minibatches.push_back(mb);
   s.running = mb;
   s.running_step = s.step;
@@ -230,7 +233,7 @@ void GossipTimeline::try_exchange(int w, int64_t step) {
     x = std::max(x, rj.close);
   }
   r.exchange_scheduled = true;
-  r.end = x + cfg_.model.gossip_s(cfg_.model_bytes, static_cast<int>(nb.size())) + cfg_.model.update_s(cfg_.params);
+  r.end = add_ns(add_ns(x, cfg_.exchange_s(step, w)), cfg_.model.update_s(cfg_.params));
   push(r.end, kExchangeDone, w, step);
 }
 
@@ -243,31 +246,31 @@ GossipStepOutcome GossipTimeline::finish_step(int64_t step) {
   };
   while (!all_ended()) {
     NBSGD_CHECK(!q_.empty(), "gossip timeline stalled: no event left before every worker ended the step");
-    Event e = q_.top();
+    const SimEvent e = q_.top();
     q_.pop();
     switch (e.type) {
       case kComplete:
-        on_complete(e.worker, e.t);
+        on_complete(e.worker, s_of(e.t));
         break;
       case kDeadline:
         if (e.step >= first_live_) {
-          Group* g = find_group(e.step, e.group);
+          Group* g = find_group(e.step, e.aux);
           if (g && !g->ctl->closed()) {
-            g->ctl->close_at(e.t);
+            g->ctl->close_at(s_of(e.t));
             handle_close(*g);
           }
         }
         break;
       case kExchangeDone:
         rec(e.step, e.worker).ended = true;
-        begin_step(e.worker, e.step + 1, e.t);
+        begin_step(e.worker, e.step + 1, s_of(e.t));
         break;
       case kFree: {
         WorkerState& s = ws_[static_cast<size_t>(e.worker)];
         if (e.seq != s.free_token) break;  // superseded by a later step's start
         s.busy = false;
-        s.free_at = e.t;
-        try_start(e.worker, e.t);
+        s.free_at = s_of(e.t);
+        try_start(e.worker, s_of(e.t));
         break;
       }
       default:

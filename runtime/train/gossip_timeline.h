@@ -23,8 +23,8 @@
 // A window that closes before its owner began the step closes at the owner's start
 // (the owner contributes nothing, and does no local step).
 //
-// Ties: time, then completions < deadlines < exchange ends < hand-outs, then
-// worker, then insertion order. The simulation never looks at the model's values, so
+// Times are on the 1 ns grid of sim_event.h. Ties: time, then completions <
+// deadlines < exchange ends < hand-outs, then worker, then insertion order. The simulation never looks at the model's values, so
 // the engine runs the math step by step afterwards, for what counted.
 #pragma once
 
@@ -37,6 +37,7 @@
 
 #include "runtime/train/controller.h"
 #include "runtime/train/duration_model.h"
+#include "runtime/train/sim_event.h"
 #include "runtime/train/straggler/profile.h"
 
 namespace nbsgd::engine {
@@ -68,8 +69,9 @@ struct GossipTimelineConfig {
   bool neighbors_scope = false;
   DurationModel model;
   double flops_per_sample = 0;
-  size_t model_bytes = 0;  // what a worker sends to each active neighbour
   size_t params = 0;
+  // Worker w's exchange in a step on the virtual clock (Exchange::modelled_s).
+  std::function<double(int64_t step, int w)> exchange_s;
 };
 
 class GossipTimeline {
@@ -91,20 +93,6 @@ class GossipTimeline {
 
  private:
   struct Group;
-  struct Event {
-    double t;
-    int type;
-    int worker;
-    int64_t seq;
-    int64_t step;
-    int group;  // kDeadline: the group's owner (-1: the global group)
-    bool operator>(const Event& o) const {
-      if (t != o.t) return t > o.t;
-      if (type != o.type) return type > o.type;
-      if (worker != o.worker) return worker > o.worker;
-      return seq > o.seq;
-    }
-  };
   struct WorkerState {
     int64_t step = 0;
     bool busy = false;
@@ -134,7 +122,7 @@ class GossipTimeline {
   TakeFn take_;
   GiveBackFn give_back_;
   int n_;
-  std::priority_queue<Event, std::vector<Event>, std::greater<Event>> q_;
+  SimQueue q_;
   int64_t seq_ = 0;
   int64_t first_live_ = 0;  // steps before it are returned and forgotten
   std::map<int64_t, std::vector<GossipWorkerStep>> steps_;

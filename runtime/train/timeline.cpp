@@ -5,6 +5,7 @@
 #include <queue>
 
 #include "runtime/device/check.h"
+#include "runtime/train/sim_event.h"
 
 namespace nbsgd::engine {
 
@@ -28,26 +29,7 @@ void VirtualTimeline::restore(double now, const std::vector<double>& free_at, co
 }
 
 namespace {
-// Virtual time runs on a 1 ns grid: every duration is rounded to whole nanoseconds
-// before it is added, so sums are exact, ties are real ties, and any other
-// computation of the same model (a test, `nbsgd predict`) lands on the same values.
-double quantize(double seconds) { return std::llround(seconds * 1e9) * 1e-9; }
-int64_t ns(double seconds) { return std::llround(seconds * 1e9); }
-double s_of(int64_t t) { return t * 1e-9; }
-
 enum EventType { kComplete = 0, kDeadline = 1, kFree = 2 };
-struct Ev {
-  int64_t t;
-  int type;
-  int worker;
-  int64_t seq;
-  bool operator>(const Ev& o) const {
-    if (t != o.t) return t > o.t;
-    if (type != o.type) return type > o.type;
-    if (worker != o.worker) return worker > o.worker;
-    return seq > o.seq;
-  }
-};
 }  // namespace
 
 StepOutcome VirtualTimeline::step(int64_t step_index, const TakeFn& take) {
@@ -64,7 +46,7 @@ StepOutcome VirtualTimeline::step(int64_t step_index, const TakeFn& take) {
     stall_rng.push_back(step_stream(profile_, w, step_index, straggler::Stream::Stall));
   }
 
-  std::priority_queue<Ev, std::vector<Ev>, std::greater<Ev>> q;
+  SimQueue q;
   now_ = quantize(now_);
   int64_t seq = 0;
   for (int w = 0; w < n; ++w) {
@@ -76,7 +58,7 @@ StepOutcome VirtualTimeline::step(int64_t step_index, const TakeFn& take) {
 
   std::vector<int> current(n, -1);  // index into out.minibatches of the worker's running one
   while (!q.empty()) {
-    Ev e = q.top();
+    const SimEvent e = q.top();
     q.pop();
     if (e.type == kDeadline) {
       ctl_.close_at(s_of(e.t));

@@ -1,4 +1,5 @@
-// nbsgd train: one training run with the non-blocking step engine.
+// nbsgd train: one training run, any exchange, either clock. Also the runner of
+// every run `nbsgd compare` makes.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <unistd.h>
@@ -17,7 +18,6 @@
 #include "runtime/apps/cli/train_flags.h"
 #include "runtime/train/engine.h"
 #include "runtime/apps/predict/rates.h"
-#include "runtime/train/gossip_engine.h"
 
 namespace nbsgd::cli {
 
@@ -73,7 +73,10 @@ nlohmann::json summary_json(const engine::RunSummary& s) {
           {"partial_epoch_samples", s.partial_epoch_samples},
           {"skipped_steps", s.skipped_steps},
           {"wasted_minibatches", s.wasted_minibatches},
-          {"interrupted", s.interrupted}};
+          {"interrupted", s.interrupted},
+          {"clock", s.clock},
+          {"evaluated", s.evaluated},
+          {"final_train_loss_over_steps", engine::LossTracker::kWindow}};
 }
 
 nlohmann::json step_json(const engine::StepRecord& r) {
@@ -92,7 +95,6 @@ nlohmann::json step_json(const engine::StepRecord& r) {
 }
 
 RunResult run_training(const engine::TrainConfig& cfg, bool print) {
-  if (engine::is_gossip_exchange(cfg.exchange)) return run_gossip_training(cfg, print);
   namespace fs = std::filesystem;
   RunResult out;
   if (!cfg.out_dir.empty() && cfg.resume.empty() && fs::exists(fs::path(cfg.out_dir) / "metrics.jsonl"))
@@ -141,8 +143,10 @@ RunResult run_training(const engine::TrainConfig& cfg, bool print) {
     const bool due = tty ? (steady_now_s() - last_print > 0.1) : (cfg.log_every > 0 && (r.step + 1) % cfg.log_every == 0);
     if (!due) return;
     const double rate = r.t > t_since ? samples_since / (r.t - t_since) : 0.0;
-    std::string line = fmt::format("epoch {} step {} loss {:.4f} samples/s {:.0f} lr {:.4g} finished [{}]", r.epoch,
-                                   r.step + 1, r.loss, rate, r.lr, finished_str(r.finished));
+    std::string line = fmt::format("epoch {} step {} loss {:.4f} samples/s {:.0f} lr {:.4g} {}finished [{}]", r.epoch,
+                                   r.step + 1, r.loss, rate, r.lr,
+                                   r.consensus >= 0 ? fmt::format("consensus {:.3g} ", r.consensus) : std::string(),
+                                   finished_str(r.finished));
     if (tty) {
       std::fprintf(stderr, "\r%-100s", line.c_str());
     } else {
@@ -176,21 +180,27 @@ RunResult run_training(const engine::TrainConfig& cfg, bool print) {
     std::fprintf(stderr, "%s", fmt::format("{:<22}{}\n", "steps", s.steps).c_str());
     std::fprintf(stderr, "%s", fmt::format("{:<22}{} ({} complete)\n", "samples", s.samples, s.epochs_completed).c_str());
     std::fprintf(stderr, "%s", fmt::format("{:<22}{:.3f} s ({} clock), wall {:.1f} s\n", "time", s.clock_s,
-                                           eng.virtual_clock() ? "virtual" : "real", s.wall_s)
+                                           s.clock, s.wall_s)
                                    .c_str());
-    std::fprintf(stderr, "%s", fmt::format("{:<22}{:.0f}\n", "samples/s", s.samples_per_s).c_str());
+    std::fprintf(stderr, "%s", fmt::format("{:<22}{:.0f} ({} clock)\n", "samples/s", s.samples_per_s, s.clock).c_str());
     if (ceiling)
       std::fprintf(stderr, "%s",
                    fmt::format("{:<22}{:.3f} of the ceiling {:.0f} samples/s\n", "efficiency",
                                s.samples_per_s / ceiling->sum, ceiling->sum)
                        .c_str());
-    std::fprintf(stderr, "%s", fmt::format("{:<22}{:.4f}\n", "final train loss", s.final_train_loss).c_str());
     std::fprintf(stderr, "%s",
-                 fmt::format("{:<22}{:.4f} / {:.2f}%\n", "test loss / accuracy", s.test_loss, 100 * s.test_accuracy).c_str());
+                 fmt::format("{:<22}{:.4f} (mean over the last {} non-empty steps)\n", "final train loss",
+                             s.final_train_loss, engine::LossTracker::kWindow)
+                     .c_str());
+    std::fprintf(stderr, "%s",
+                 fmt::format("{:<22}{:.4f} / {:.2f}% ({})\n", "test loss / accuracy", s.test_loss, 100 * s.test_accuracy,
+                             s.evaluated)
+                     .c_str());
     if (cfg.target_loss > 0)
       std::fprintf(stderr, "%s",
                    fmt::format("{:<22}{}\n", "time to target",
-                               s.time_to_target_s ? fmt::format("{:.3f} s", *s.time_to_target_s) : "not reached")
+                               s.time_to_target_s ? fmt::format("{:.4f} s ({} clock)", *s.time_to_target_s, s.clock)
+                                                  : "not reached")
                        .c_str());
     if (s.skipped_steps) std::fprintf(stderr, "%s", fmt::format("{:<22}{}\n", "skipped steps", s.skipped_steps).c_str());
     if (s.interrupted) std::fprintf(stderr, "interrupted: checkpoint and summary written\n");

@@ -26,8 +26,6 @@ struct RunResult {
 // (when `print`), and writes config.json, metrics.jsonl, summary.json and
 // checkpoint.safetensors into cfg.out_dir when set.
 RunResult run_training(const engine::TrainConfig& cfg, bool print);
-// The same for --exchange dpsgd, matcha, adpsgd (GossipEngine; cmd_compare.cpp).
-RunResult run_gossip_training(const engine::TrainConfig& cfg, bool print);
 
 void write_atomically(const std::string& path, const std::string& text);
 nlohmann::json summary_json(const engine::RunSummary& s);

@@ -15,6 +15,7 @@
 
 #include "runtime/train/config.h"
 #include "runtime/train/engine.h"
+#include "runtime/train/records.h"
 
 namespace nbsgd::engine {
 
@@ -33,7 +34,7 @@ std::vector<RunSpec> parse_runs(const std::string& list);
 // The base configuration with the run's exchange, window and scope.
 TrainConfig apply_run(const TrainConfig& base, const RunSpec& run);
 
-// Runs one configuration with Engine (ring) or GossipEngine (dpsgd, matcha, adpsgd).
+// Runs one configuration (any exchange) to its end.
 RunSummary run_any(const TrainConfig& cfg, const std::function<void(const StepRecord&)>& on_step);
 
 // Per-worker standalone samples/s from `nbsgd devices --measure`: {"rates": [...]}.

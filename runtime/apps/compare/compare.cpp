@@ -1,4 +1,4 @@
-#include "runtime/train/gossip_compare.h"
+#include "runtime/apps/compare/compare.h"
 
 #include <fmt/format.h>
 
@@ -7,7 +7,8 @@
 #include <sstream>
 
 #include "runtime/device/check.h"
-#include "runtime/train/gossip_engine.h"
+#include "runtime/train/engine.h"
+#include "runtime/train/exchange.h"
 #include "runtime/train/window.h"
 
 namespace nbsgd::engine {
@@ -68,10 +69,6 @@ TrainConfig apply_run(const TrainConfig& base, const RunSpec& run) {
 }
 
 RunSummary run_any(const TrainConfig& cfg, const std::function<void(const StepRecord&)>& on_step) {
-  if (is_gossip_exchange(cfg.exchange)) {
-    GossipEngine e(cfg);
-    return e.run(on_step);
-  }
   Engine e(cfg);
   return e.run(on_step);
 }

@@ -1,0 +1,71 @@
+// AllReduceExchange: the ring variant's centralised average over a decentralised
+// transport (METHOD.md, "Aggregation").
+#include <fmt/format.h>
+
+#include "nets/optim/commit.h"
+#include "runtime/device/comm/comm.h"
+#include "runtime/device/nvtx.h"
+#include "runtime/train/exchange.h"
+
+namespace nbsgd::engine {
+
+namespace {
+
+class AllReduceExchange final : public Exchange {
+ public:
+  AllReduceExchange(std::vector<std::unique_ptr<Worker>>& workers, const optim::SgdConfig& sgd,
+                    const DurationModel& model)
+      : workers_(workers), sgd_(sgd), P_(workers[0]->P()) {
+    std::vector<DeviceContext*> ctxs;
+    for (auto& w : workers) ctxs.push_back(&w->ctx());
+    allreduce_ = comm::make_all_reduce(ctxs);
+    const int n = static_cast<int>(workers.size());
+    for (int w = 0; w < n; ++w) {
+      everyone_.emplace_back();
+      for (int j = 0; j < n; ++j)
+        if (j != w) everyone_.back().push_back(j);
+    }
+    modelled_s_ = model.allreduce_s((P_ + 2) * sizeof(float), n);
+  }
+
+  std::string describe() const override { return fmt::format("ring all-reduce ({})", allreduce_->name()); }
+  bool replicated() const override { return true; }
+  const std::vector<int>& waits_for(int64_t, int w) const override { return everyone_[static_cast<size_t>(w)]; }
+  double modelled_s(int64_t, int) const override { return modelled_s_; }
+  size_t readback_floats() const override { return 2; }
+
+  // Sum the workers' [G, n, loss] (one all-reduce of P+2 floats), keep worker 0's
+  // [n, loss] for the log, then one fused update per worker. Every replica applies
+  // the same kernel to the same summed bytes, so the replicas stay bit-identical.
+  void enqueue(int64_t, double lr, const std::vector<const Event*>& ready, float* readback) override {
+    NBSGD_NVTX_RANGE("exchange+update", nvtx::kExchange);
+    std::vector<float*> bufs;
+    for (auto& w : workers_) bufs.push_back(w->accumulator());
+    allreduce_->all_reduce_sum(bufs, P_ + 2, ready);
+    Worker& w0 = *workers_[0];
+    copy_async(w0.ctx().comm(), readback, w0.accumulator() + P_, 2 * sizeof(float));
+    for (auto& w : workers_) {
+      optim::fused_sgd_update(w->ctx().comm(), w->params(), w->momentum(), w->accumulator(), P_,
+                              static_cast<float>(lr), sgd_, 1.0f);
+      w->ctx().comm().record(w->update_done);
+    }
+  }
+  std::pair<double, double> totals(const float* rb) const override { return {rb[0], rb[1]}; }
+
+ private:
+  std::vector<std::unique_ptr<Worker>>& workers_;
+  optim::SgdConfig sgd_;
+  size_t P_;
+  std::unique_ptr<comm::AllReduce> allreduce_;
+  std::vector<std::vector<int>> everyone_;
+  double modelled_s_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Exchange> make_allreduce_exchange(std::vector<std::unique_ptr<Worker>>& workers,
+                                                  const optim::SgdConfig& sgd, const DurationModel& model) {
+  return std::make_unique<AllReduceExchange>(workers, sgd, model);
+}
+
+}  // namespace nbsgd::engine

@@ -1,0 +1,145 @@
+// Checkpoints and exact resume, for every exchange.
+//
+// The model under PyTorch's names is what a checkpoint is read for outside nbsgd:
+// replica 0 for the ring (all replicas are identical), the averaged model for
+// gossip. An exact resume needs more, kept beside it: for gossip every replica's
+// parameters, momentum and BN buffers ("replica.I.<name>"); the epoch queue, the
+// clock and the driver's state (the virtual timeline, or the real clock's time);
+// and the training-loss window, so that save-at-k + resume to k+m is the
+// uninterrupted run bit for bit on the virtual clock.
+#include <fmt/format.h>
+
+#include <map>
+
+#include "nets/checkpoint.h"
+#include "runtime/device/check.h"
+#include "runtime/train/trainer.h"
+
+namespace nbsgd::engine {
+
+namespace {
+
+struct ModelTensors {
+  std::vector<float> params, bn, mom;
+};
+
+void add_views(std::vector<TensorView>& v, const nets::Model& model, const ModelTensors& t, const std::string& prefix) {
+  for (const auto& p : model.param_info()) v.push_back({prefix + p.name, p.shape, t.params.data() + p.offset});
+  for (const auto& b : model.buffer_info()) v.push_back({prefix + b.name, b.shape, t.bn.data() + b.offset});
+  for (const auto& p : model.param_info()) v.push_back({prefix + "momentum." + p.name, p.shape, t.mom.data() + p.offset});
+}
+
+std::string replica_prefix(int i) { return fmt::format("replica.{}.", i); }
+
+}  // namespace
+
+void Engine::Impl::save_checkpoint(const std::string& path) const {
+  const nets::Model& model = s->workers[0]->model();
+  std::vector<ModelTensors> reps;
+  for (auto& w : s->workers) reps.push_back({w->download_params(), w->download_bn(), w->download_momentum()});
+  ModelTensors shown = reps[0];
+  if (!replicated()) {
+    std::vector<std::vector<float>> x, m;
+    for (const auto& r : reps) {
+      x.push_back(r.params);
+      m.push_back(r.mom);
+    }
+    shown.params = average(x);
+    shown.mom = average(m);
+  }
+  std::vector<TensorView> views;
+  add_views(views, model, shown, "");
+  if (!replicated())
+    for (int i = 0; i < n(); ++i) add_views(views, model, reps[static_cast<size_t>(i)], replica_prefix(i));
+  std::map<std::string, std::string> meta{
+      {"nbsgd.net", model.description()},
+      {"nbsgd.exchange", s->cfg.exchange},
+      {"nbsgd.workers", std::to_string(n())},
+      {"nbsgd.step", std::to_string(step)},
+      {"nbsgd.epoch", std::to_string(s->queue->current_epoch())},
+      {"nbsgd.seed", std::to_string(s->cfg.seed)},
+      {"nbsgd.queue", s->queue->save_state()},
+      {"nbsgd.timeline", driver ? driver->save_state() : std::string()},
+      {"nbsgd.clock_s", fmt::format("{:.17g}", now())},
+      {"nbsgd.samples_total", std::to_string(samples_total)},
+      {"nbsgd.losses", losses.save_state()},
+      {"nbsgd.time_to_target", time_to_target ? fmt::format("{:.17g}", *time_to_target) : std::string()},
+      {"nbsgd.config", config_json(s->cfg)},
+      {"format", "pt"},
+  };
+  if (!replicated()) meta["nbsgd.averaged_replicas"] = std::to_string(n());
+  save_safetensors(path, views, meta);
+}
+
+void Engine::Impl::load_checkpoint(const std::string& path) {
+  if (adpsgd())
+    throw InputError("--resume " + path + ": --exchange adpsgd runs cannot be resumed (its iterations in flight at a "
+                     "round's end are not checkpointed)");
+  LoadedTensors t = load_safetensors(path);
+  const nets::Model& model = s->workers[0]->model();
+  auto meta = [&](const char* key) -> const std::string& {
+    auto it = t.metadata.find(key);
+    if (it == t.metadata.end()) throw InputError("checkpoint " + path + ": no '" + key + "' in its metadata");
+    return it->second;
+  };
+  auto same = [&](const char* key, const std::string& mine, const char* what) {
+    auto it = t.metadata.find(key);
+    const std::string theirs = it == t.metadata.end() ? (std::string(key) == "nbsgd.exchange" ? "ring" : "") : it->second;
+    if (theirs != mine)
+      throw InputError(fmt::format("checkpoint {}: made with {} {}, this run has {}", path, what, theirs, mine));
+  };
+  if (meta("nbsgd.net") != model.description())
+    throw InputError("checkpoint " + path + " was made for another net: " + meta("nbsgd.net") + ", this run is " +
+                     model.description());
+  same("nbsgd.exchange", s->cfg.exchange, "--exchange");
+  if (!replicated()) same("nbsgd.workers", std::to_string(n()), "a worker count of");
+
+  ModelTensors mt{std::vector<float>(s->P), std::vector<float>(model.num_bn_buffers()), std::vector<float>(s->P)};
+  std::vector<TensorView> views;
+  add_views(views, model, mt, "");
+  if (!replicated())
+    for (int i = 0; i < n(); ++i) add_views(views, model, mt, replica_prefix(i));
+  check_matches(t, views, path);
+  auto fill = [&](const std::string& prefix, ModelTensors& dst) {
+    auto copy = [&](const std::string& name, std::vector<float>& v, size_t offset) {
+      const auto& src = t.tensors.at(prefix + name).second;
+      std::copy(src.begin(), src.end(), v.begin() + static_cast<std::ptrdiff_t>(offset));
+    };
+    for (const auto& p : model.param_info()) {
+      copy(p.name, dst.params, p.offset);
+      copy("momentum." + p.name, dst.mom, p.offset);
+    }
+    for (const auto& b : model.buffer_info()) copy(b.name, dst.bn, b.offset);
+  };
+  for (int i = 0; i < n(); ++i) {
+    fill(replicated() ? std::string() : replica_prefix(i), mt);
+    Worker& w = *s->workers[static_cast<size_t>(i)];
+    w.upload_params(mt.params);
+    w.upload_momentum(mt.mom);
+    w.upload_bn(mt.bn);
+  }
+  try {
+    step = std::stoll(meta("nbsgd.step"));
+    samples_total = std::stoll(meta("nbsgd.samples_total"));
+    *s->queue = data::EpochQueue::restore(meta("nbsgd.queue"));
+    if (auto it = t.metadata.find("nbsgd.losses"); it != t.metadata.end()) losses.restore_state(it->second);
+    if (auto it = t.metadata.find("nbsgd.time_to_target"); it != t.metadata.end() && !it->second.empty())
+      time_to_target = std::stod(it->second);
+  } catch (const InputError& e) {
+    throw InputError("checkpoint " + path + ": " + e.what());
+  } catch (const std::exception& e) {
+    throw InputError("checkpoint " + path + ": bad run state in its metadata (" + e.what() + ")");
+  }
+  if (s->queue->dataset_size() != s->data.train.n)
+    throw InputError(fmt::format("checkpoint {}: made for a training set of {} samples, this one has {}", path,
+                                 s->queue->dataset_size(), s->data.train.n));
+  std::string state = meta("nbsgd.timeline");
+  if (!s->virtual_clock) state = fmt::format("{{\"real_clock_s\": {}}}", meta("nbsgd.clock_s"));
+  try {
+    driver->restore_state(state, step);
+  } catch (const InputError& e) {
+    throw InputError("checkpoint " + path + ": " + e.what());
+  }
+}
+
+}  // namespace nbsgd::engine

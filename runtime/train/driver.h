@@ -1,0 +1,58 @@
+// Window drivers: one per clock, behind one interface. A driver runs a step's
+// window (METHOD.md, "Step-window policies", "What happens to unfinished work"):
+// it decides which mini-batches count, enqueues their work and all-or-nothing
+// commits into the workers' accumulators, hands cancelled samples back to the
+// epoch queue, and says what happened. The trainer then enqueues the exchange.
+//
+//   VirtualDriver (virtual_driver.cpp): the timeline decides on the duration
+//       model's clock (VirtualTimeline for exchanges that wait for everybody,
+//       GossipTimeline for the gossip exchanges), then the math runs for exactly
+//       the mini-batches that counted, in each worker's hand-out order.
+//   RealDriver (real_driver.cpp): one issuer thread per worker, bound to its
+//       device; completion notices feed the StepController, which writes each
+//       mini-batch's mapped flag before its flag-guarded commit.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/device/stream.h"
+
+namespace nbsgd::engine {
+
+struct StepWindow {
+  int64_t epoch = 0;
+  double t_end = -1;    // virtual clock: the step's end (exchange and update included); real: < 0
+  double window_s = -1;  // < 0: unknown when the driver returns (set from the step's end)
+  std::vector<int> finished;   // k_i
+  std::vector<int> samples;    // n_i
+  std::vector<double> delay_s;  // injected delay and stall, per worker
+  std::vector<const Event*> ready;  // per worker: the last writer of its accumulator
+  int64_t wasted = 0;           // mini-batches that ran (or will run) and did not count
+  int64_t total_samples() const;
+};
+
+class WindowDriver {
+ public:
+  virtual ~WindowDriver() = default;
+  // Runs step `step`'s window (steps come in order 0, 1, 2, ...; a resumed run
+  // starts at its checkpoint's step) and fills `out`.
+  virtual void step(int64_t step, StepWindow& out) = 0;
+  // The run's clock now, in seconds since the run began (resumed time included).
+  virtual double now() const = 0;
+  // Resume: the driver's state between steps, as JSON text ("" when it has none).
+  virtual std::string save_state() const { return ""; }
+  virtual void restore_state(const std::string& state, int64_t step) {
+    (void)state;
+    (void)step;
+  }
+  // Mini-batches wasted so far, cancellations noticed after their step included.
+  virtual int64_t wasted() const { return -1; }  // < 0: the steps' counts are exact
+  // Ends the run: queued work that has not started is cancelled, and nothing
+  // waits for a stalled worker longer than its running mini-batch.
+  virtual void stop() {}
+};
+
+}  // namespace nbsgd::engine

@@ -1,0 +1,293 @@
+// RealDriver: the window on the real clock (GPUs, or host workers with --clock
+// real), for every exchange. One issuer thread per worker, bound to its device,
+// enqueues that worker's mini-batches; the trainer's thread only opens and closes
+// windows.
+//   - Non-blocking windows (fastest, quorum:K, deadline:MS, adaptive; global scope):
+//     an issuer keeps at most --inflight mini-batches of its worker in flight
+//     (counting a cancelled one still running). Each mini-batch: stage, stamp,
+//     forward/backward into the slot's scratch, injected straggling, a completion
+//     notice (a host task that asks the StepController whether it counts, under the
+//     driver's lock, and writes the slot's mapped flag), the flag-guarded commit,
+//     the slot's done event. When the window closes, what still runs is cancelled:
+//     its commit is a no-op and its samples go back to the queue.
+//   - --window sync: every mini-batch counts, so nothing is decided on the host.
+//     The step's mini-batches are handed out at the start, round-robin (mini-batch
+//     k of every worker, worker 0 first: the virtual clock's order at equal speeds),
+//     and the issuers enqueue them with plain commits. step() returns once they are
+//     enqueued, without waiting for any worker: each worker's exchange then waits
+//     only on the events the exchange names (for gossip, its neighbours'), so the
+//     blocking gossip baselines have no global barrier. The trainer's read-back ring
+//     bounds how far the host runs ahead.
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "kernels/basic.h"
+#include "kernels/throttle.h"
+#include "nets/optim/commit.h"
+#include "runtime/device/check.h"
+#include "runtime/device/nvtx.h"
+#include "runtime/train/commit_if.h"
+#include "runtime/train/timeline.h"
+#include "runtime/train/virtual_driver.h"
+
+namespace nbsgd::engine {
+
+namespace {
+
+class RealDriver final : public WindowDriver {
+ public:
+  RealDriver(Setup& s, Exchange&) : s_(s), ctl_(s.ctl), sync_(s.ctl.window.kind == WindowKind::Sync) {
+    const int N = s.n();
+    clock_base_ = steady_now_s();
+    inflight_.assign(N, 0);
+    next_slot_.assign(N, 0);
+    plan_.resize(N);
+    for (auto& w : s.workers) {
+      flags_.push_back(Buffer::mapped(w->ctx().backend(), w->slots() * sizeof(int)));
+      stamps_.push_back(Buffer(w->ctx().backend(), w->ctx().device().ordinal, w->slots() * sizeof(uint64_t)));
+    }
+    for (int i = 0; i < N; ++i) issuers_.emplace_back([this, i] { issuer_loop(i); });
+  }
+  ~RealDriver() override { stop(); }
+
+  double now() const override { return steady_now_s() - clock_base_; }
+  std::string save_state() const override { return nlohmann::json{{"real_clock_s", now()}}.dump(); }
+  // A resumed real-clock run continues the clock of its checkpoint.
+  void restore_state(const std::string& state, int64_t) override {
+    auto st = nlohmann::json::parse(state, nullptr, false);
+    if (st.is_discarded() || !st.is_object() || !st.contains("real_clock_s") || !st["real_clock_s"].is_number())
+      throw InputError("it was written by a virtual-clock run; resume it with --clock virtual");
+    clock_base_ = steady_now_s() - st["real_clock_s"].get<double>();
+  }
+  int64_t wasted() const override {
+    std::lock_guard<std::mutex> lk(m_);
+    return wasted_;
+  }
+
+  void stop() override {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      if (shutting_down_) return;
+      shutting_down_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : issuers_) t.join();
+    // Cancelled work may still run, and its notices use this object's state.
+    for (auto& w : s_.workers) w->ctx().compute().synchronize();
+  }
+
+  void step(int64_t step, StepWindow& out) override {
+    const int N = s_.n();
+    const double t0 = steady_now_s();
+    std::unique_lock<std::mutex> lk(m_);
+    step_ = step;
+    pending_.assign(N, 0);
+    last_counted_.assign(N, -1);
+    idle_.assign(N, false);
+    delay_s_.assign(N, 0.0);
+    out.epoch = s_.queue->current_epoch();
+    if (sync_) plan_sync_step(out);
+    ctl_.begin_step(t0);
+    issue_gen_ = step;
+    cv_.notify_all();
+    if (!sync_) wait_for_close(lk);
+    // Every issuer has stopped: its sequence is fully enqueued, and the done event of
+    // its last counted slot follows its commit.
+    cv_.wait(lk, [&] { return std::all_of(idle_.begin(), idle_.end(), [](bool b) { return b; }); });
+    if (issue_error_) std::rethrow_exception(issue_error_);
+    out.ready.assign(N, nullptr);
+    for (int w = 0; w < N; ++w)
+      out.ready[w] = last_counted_[w] >= 0 ? &s_.workers[w]->slot(last_counted_[w]).done : &s_.workers[w]->update_done;
+    if (!sync_) {
+      out.finished = ctl_.finished();
+      out.samples = ctl_.finished_samples();
+      out.window_s = ctl_.close_time() - t0;
+    }
+    out.delay_s = delay_s_;
+    out.wasted = wasted_ - reported_wasted_;  // cancellations noticed since the last step
+    reported_wasted_ = wasted_;
+    step_ = -1;  // notices still to come for this step are cancellations
+  }
+
+ private:
+  // --window sync: hand out every worker's m mini-batches now, round-robin.
+  void plan_sync_step(StepWindow& out) {
+    const int N = s_.n(), b = s_.ctl.mini_batch();
+    out.finished.assign(N, 0);
+    out.samples.assign(N, 0);
+    for (auto& p : plan_) p.clear();
+    for (int k = 0; k < s_.ctl.split; ++k)
+      for (int i = 0; i < N; ++i)
+        if (auto mb = s_.queue->take(b)) {
+          ++out.finished[i];
+          out.samples[i] += static_cast<int>(mb->indices.size());
+          s_.queue->commit(*mb);
+          plan_[i].push_back(std::move(*mb));
+        }
+  }
+
+  void wait_for_close(std::unique_lock<std::mutex>& lk) {
+    for (;;) {
+      const bool all_idle = std::all_of(idle_.begin(), idle_.end(), [](bool b) { return b; }) &&
+                            std::all_of(pending_.begin(), pending_.end(), [](int x) { return x <= 0; });
+      if (ctl_.closed() || all_idle) break;
+      if (auto d = ctl_.deadline()) {
+        if (steady_now_s() >= *d) {
+          ctl_.close_at(*d);
+          break;
+        }
+        cv_.wait_for(lk, std::chrono::duration<double>(*d - steady_now_s()));
+      } else {
+        cv_.wait(lk);
+      }
+    }
+    if (!ctl_.closed()) ctl_.close_at(steady_now_s());
+    cv_.notify_all();
+  }
+
+  void issuer_loop(int w) {
+    int64_t seen = -1;
+    if (s_.workers[w]->ctx().backend() == Backend::Cuda) bind_thread_to_device(s_.workers[w]->ctx().device().ordinal);
+    for (;;) {
+      int64_t st;
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        cv_.wait(lk, [&] { return shutting_down_ || issue_gen_ > seen; });
+        if (shutting_down_) return;
+        seen = st = issue_gen_;
+      }
+      try {
+        issue(w, st);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(m_);
+        if (!issue_error_) issue_error_ = std::current_exception();
+        idle_[w] = true;
+        ctl_.close_at(steady_now_s());
+        cv_.notify_all();
+      }
+    }
+  }
+
+  // The next mini-batch of worker w in this step, or nothing: the window's, under
+  // the lock (non-blocking windows), or the step's plan (sync).
+  std::optional<data::MiniBatch> next(int w, size_t& planned) {
+    if (sync_) {
+      if (planned >= plan_[w].size()) return std::nullopt;
+      return std::move(plan_[w][planned++]);
+    }
+    std::unique_lock<std::mutex> lk(m_);
+    cv_.wait(lk, [&] { return ctl_.closed() || inflight_[w] < s_.cfg.inflight; });
+    const int size = ctl_.closed() ? 0 : ctl_.next_size(w);
+    std::optional<data::MiniBatch> mb;
+    if (size > 0) mb = s_.queue->take(size);
+    if (!mb) return mb;
+    ctl_.on_start(w, static_cast<int>(mb->indices.size()));
+    ++inflight_[w];
+    ++pending_[w];
+    return mb;
+  }
+
+  void issue(int w, int64_t step) {
+    Worker& wk = *s_.workers[w];
+    const auto& dev = s_.profile.devices[w];
+    straggler::Rng delay_rng = step_stream(s_.profile, w, step, straggler::Stream::Delay);
+    straggler::Rng stall_rng = step_stream(s_.profile, w, step, straggler::Stream::Stall);
+    const double stall = dev.draw_stall_s(stall_rng, step);
+    Stream& cs = wk.ctx().compute();
+    if (stall > 0) {
+      NBSGD_NVTX_RANGE("injected:stall", nvtx::kInjected);
+      cs.wait(wk.update_done);
+      kernels::delay(cs, stall);
+    }
+    const double slowdown = dev.slowdown(step);
+    double injected = 0;
+    int last = -1;
+    size_t planned = 0;
+    for (;;) {
+      std::optional<data::MiniBatch> mb = next(w, planned);
+      if (!mb) break;
+      const int actual = static_cast<int>(mb->indices.size());
+      const int k = next_slot_[w];
+      next_slot_[w] = (k + 1) % wk.slots();
+      const double extra = dev.draw_delay_s(delay_rng, step);
+      injected += extra;
+      uint64_t* stamp = stamps_[w].as<uint64_t>() + k;
+      wk.stage_and_compute(k, s_.data.train, mb->indices, stamp);
+      if (slowdown > 1.0 || extra > 0) {
+        NBSGD_NVTX_RANGE("injected:throttle", nvtx::kInjected);
+        kernels::throttle(cs, stamp, slowdown - 1.0, extra, kernels::DelayMode::Idle);
+      }
+      if (sync_) {
+        optim::commit(cs, wk.slot(k).scratch.as<float>(), wk.accumulator(), s_.P);
+        last = k;
+      } else {
+        enqueue_notice(w, k, step, std::move(*mb), actual);
+        commit_if(cs, wk.slot(k).scratch.as<float>(), wk.accumulator(), s_.P,
+                  static_cast<const int*>(flags_[w].device_data()) + k);
+      }
+      cs.record(wk.slot(k).done);
+    }
+    std::lock_guard<std::mutex> lk(m_);
+    if (sync_) last_counted_[w] = last;
+    delay_s_[w] += stall + injected;  // the throttle's share is known only on the device
+    idle_[w] = true;
+    cv_.notify_all();
+  }
+
+  // A host task after the mini-batch's compute and injected delay: counted or
+  // cancelled, decided under the lock, written to the slot's mapped flag.
+  void enqueue_notice(int w, int k, int64_t step, data::MiniBatch mb, int actual) {
+    int* flag_host = flags_[w].as<int>() + k;
+    auto shared_mb = std::make_shared<data::MiniBatch>(std::move(mb));
+    s_.workers[w]->ctx().compute().host_task([this, w, k, flag_host, step, shared_mb, actual] {
+      double t = steady_now_s();
+      std::lock_guard<std::mutex> g(m_);
+      // The controller takes completions in time order: two notices racing for the
+      // lock keep the order in which they got it.
+      t = std::max(t, last_notice_t_);
+      last_notice_t_ = t;
+      const bool current = step_ == step;
+      const bool counted = current && ctl_.on_complete(w, t, actual);
+      *flag_host = counted ? 1 : 0;
+      if (counted) {
+        s_.queue->commit(*shared_mb);
+        last_counted_[w] = k;
+      } else {
+        s_.queue->give_back(std::move(*shared_mb));
+        ++wasted_;
+      }
+      if (current) --pending_[w];
+      --inflight_[w];
+      cv_.notify_all();
+    });
+  }
+
+  Setup& s_;
+  StepController ctl_;
+  const bool sync_;
+  double clock_base_ = 0;
+  mutable std::mutex m_;
+  std::condition_variable cv_;
+  int64_t step_ = -1;  // the step whose window is open
+  std::vector<int> inflight_, pending_, last_counted_, next_slot_;
+  std::vector<bool> idle_;
+  std::vector<double> delay_s_;
+  std::vector<std::vector<data::MiniBatch>> plan_;
+  int64_t wasted_ = 0, reported_wasted_ = 0;  // cumulative: a cancellation is noticed when it ends
+  double last_notice_t_ = 0;
+  std::vector<Buffer> flags_, stamps_;
+  std::vector<std::thread> issuers_;
+  int64_t issue_gen_ = -1;
+  bool shutting_down_ = false;
+  std::exception_ptr issue_error_;
+};
+
+}  // namespace
+
+std::unique_ptr<WindowDriver> make_real_driver(Setup& s, Exchange& x) { return std::make_unique<RealDriver>(s, x); }
+
+}  // namespace nbsgd::engine

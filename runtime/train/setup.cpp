@@ -1,0 +1,179 @@
+// make_setup: flags, devices, clock, profile, data, workers, queue, schedule, SGD.
+#include "runtime/train/setup.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <sstream>
+#include <thread>
+
+#include "nets/data/fashion_mnist.h"
+#include "nets/data/synthetic_cifar.h"
+#include "runtime/device/check.h"
+#include "runtime/train/exchange.h"
+
+namespace nbsgd::engine {
+
+std::vector<double> parse_slowdowns(const std::string& text, int n) {
+  std::vector<double> v;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    char* end = nullptr;
+    const double x = std::strtod(item.c_str(), &end);
+    if (item.empty() || *end != '\0' || !std::isfinite(x) || x < 1.0)
+      throw InputError("--slowdown " + text + ": '" + item + "' must be a number >= 1");
+    v.push_back(x);
+  }
+  if (static_cast<int>(v.size()) != n)
+    throw InputError(fmt::format("--slowdown {}: {} value(s) for {} worker(s)", text, v.size(), n));
+  return v;
+}
+
+namespace {
+
+data::DataSplit load_data(const TrainConfig& c) {
+  if (c.data == "fashion-mnist") return data::load_fashion_mnist(c.data_dir, c.train_limit > 0 ? c.train_limit : -1);
+  if (c.data == "synthetic-cifar") {
+    const int64_t n = c.train_limit > 0 ? std::min(c.train_limit, c.synthetic_train) : c.synthetic_train;
+    return data::make_synthetic_cifar(n, c.synthetic_test, c.seed);
+  }
+  throw InputError("--data " + c.data + ": unknown data set (fashion-mnist, synthetic-cifar)");
+}
+
+void check_flags(const TrainConfig& cfg) {
+  check_numbers(cfg);
+  if (cfg.batch <= 0 || cfg.split <= 0) throw InputError("--batch and --split must be positive");
+  if (cfg.batch % cfg.split != 0)
+    throw InputError(fmt::format("--split {}: M must divide --batch B = {}", cfg.split, cfg.batch));
+  if (cfg.inflight < 1) throw InputError("--inflight must be at least 1");
+  if (cfg.lr_scaling != "none" && cfg.lr_scaling != "linear")
+    throw InputError("--lr-scaling " + cfg.lr_scaling + ": expected none or linear");
+  if (cfg.exchange != "ring" && !is_gossip_exchange(cfg.exchange))
+    throw InputError("--exchange " + cfg.exchange + ": expected ring, dpsgd, matcha or adpsgd");
+  if (cfg.window_scope != "global" && cfg.window_scope != "neighbors")
+    throw InputError("--window-scope " + cfg.window_scope + ": expected global or neighbors");
+  if (!cfg.profile.empty() && !cfg.slowdown.empty()) throw InputError("--profile and --slowdown: give one of them");
+}
+
+bool choose_clock(const TrainConfig& cfg, Backend backend) {
+  if (cfg.clock == "auto") return backend == Backend::Host;
+  if (cfg.clock == "virtual") {
+    if (backend == Backend::Cuda)
+      throw InputError("--clock virtual: the virtual clock runs on host workers only, not on GPUs "
+                       "(use --clock real, or --host-workers N)");
+    return true;
+  }
+  if (cfg.clock == "real") return false;
+  throw InputError("--clock " + cfg.clock + ": expected auto, real or virtual");
+}
+
+// What only the virtual clock models, refused on the real clock naming the flag.
+void check_real_clock(const TrainConfig& cfg, const ControllerConfig& ctl) {
+  if (cfg.exchange == "adpsgd")
+    throw InputError("--exchange adpsgd runs on the virtual clock only (host workers: --host-workers N --clock virtual)");
+  if (ctl.window.kind != WindowKind::Sync && cfg.window_scope != "global")
+    throw InputError("--window-scope " + cfg.window_scope + ": on the real clock the non-blocking gossip windows are "
+                     "decided over all workers (--window-scope global); the neighbourhood scope runs on the virtual "
+                     "clock (host workers: --host-workers N --clock virtual)");
+}
+
+straggler::ResolvedProfile resolve_profile(const TrainConfig& cfg, DeviceList& devices) {
+  const int N = static_cast<int>(devices.devices.size());
+  std::vector<std::string> names;
+  for (const Device& dv : devices.devices) names.push_back(dv.name);
+  const straggler::Profile prof =
+      !cfg.profile.empty()
+          ? straggler::load_profile(cfg.profile)
+          : straggler::profile_from_slowdowns(cfg.slowdown.empty() ? std::vector<double>(N, 1.0)
+                                                                    : parse_slowdowns(cfg.slowdown, N));
+  straggler::ResolvedProfile p = straggler::resolve(prof, N, names);
+  // A profile's sm_fraction makes a GPU worker an SM partition, as --devices 0:F does.
+  for (int i = 0; i < N; ++i) {
+    Device& dv = devices.devices[i];
+    if (dv.backend == Backend::Cuda && p.devices[i].sm_fraction < 1.0 && dv.sm_fraction == 1.0) {
+      dv.sm_fraction = p.devices[i].sm_fraction;
+      dv.kind = "cuda-partition";
+    }
+  }
+  return p;
+}
+
+}  // namespace
+
+std::unique_ptr<Setup> make_setup(const TrainConfig& c) {
+  check_flags(c);
+  auto s = std::make_unique<Setup>();
+  s->cfg = c;
+  TrainConfig& cfg = s->cfg;
+
+  DiscoverOptions d;
+  d.host_workers = cfg.host_workers;
+  s->devices = discover_devices(d);
+  if (!cfg.devices.empty()) s->devices = select_devices(s->devices, cfg.devices);
+  s->virtual_clock = choose_clock(cfg, s->devices.backend);
+  const int N = static_cast<int>(s->devices.devices.size());
+
+  s->ctl.window = parse_window(cfg.window);
+  s->ctl.workers = N;
+  s->ctl.batch = cfg.batch;
+  s->ctl.split = cfg.split;
+  s->ctl.cap = parse_cap(cfg.cap, s->ctl.window, cfg.split);
+  s->ctl.adaptive_guard = cfg.adaptive_guard;
+  if (!s->virtual_clock) check_real_clock(cfg, s->ctl);
+  if (cfg.window_scope == "neighbors" && (cfg.exchange == "ring" || cfg.exchange == "adpsgd"))
+    throw InputError("--window-scope neighbors: applies to --exchange dpsgd and matcha only");
+  if (is_gossip_exchange(cfg.exchange)) make_gossip_plan(cfg, N);  // refuses a bad topology before the data loads
+
+  s->profile = resolve_profile(cfg, s->devices);
+
+  // Data and workers (identical init on every replica: same seed).
+  s->data = load_data(cfg);
+  if (cfg.test_limit > 0 && cfg.test_limit < s->data.test.n) {
+    s->data.test.n = cfg.test_limit;
+    s->data.test.images.resize(cfg.test_limit * s->data.test.sample_size());
+    s->data.test.labels.resize(cfg.test_limit);
+  }
+  const int b = cfg.batch / cfg.split;
+  const int host_threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / N);
+  for (int i = 0; i < N; ++i)
+    s->workers.push_back(std::make_unique<Worker>(i, s->devices.devices[i],
+                                                  s->virtual_clock ? ClockKind::Virtual : ClockKind::Real, cfg.net, b,
+                                                  cfg.inflight + 2, cfg.seed, host_threads));
+  // An SM partition without a green context runs on the whole GPU: the throttle
+  // stands in for the SMs it should not have (DeviceContext::fallback_slowdown).
+  for (int i = 0; i < N; ++i) {
+    const double f = s->workers[i]->ctx().fallback_slowdown();
+    if (f == 1.0) continue;
+    auto& fn = s->profile.devices[i].slowdown_fn;
+    fn.base *= f;
+    for (auto& seg : fn.segments) seg.value *= f;
+  }
+  nets::Model& m0 = s->workers[0]->model();
+  const data::Dataset& tr = s->data.train;
+  if (m0.input_channels() != tr.c || m0.input_height() != tr.h || m0.input_width() != tr.w)
+    throw InputError(fmt::format("--net {} takes {}x{}x{} inputs, but --data {} has {}x{}x{}", cfg.net,
+                                 m0.input_channels(), m0.input_height(), m0.input_width(), cfg.data, tr.c, tr.h, tr.w));
+  s->P = s->workers[0]->P();
+  s->flops = m0.flops_per_sample();
+  cfg.model = duration_model_for_net(cfg.model, cfg.net);
+
+  const int64_t steps_per_epoch = std::max<int64_t>(1, tr.n / (int64_t(N) * cfg.batch));
+  s->schedule = optim::parse_lr_schedule(cfg.lr_schedule, cfg.lr, steps_per_epoch);
+  s->sgd.lr = cfg.lr;
+  s->sgd.momentum = cfg.momentum;
+  s->sgd.weight_decay = cfg.weight_decay;
+  s->sgd.nesterov = cfg.nesterov;
+  // Linear scaling: the step shrinks with the samples it used, n / (N*B) for the
+  // centralised average; for a gossip worker, its own n_i / B.
+  if (cfg.lr_scaling == "linear") s->sgd.count_ref = cfg.exchange == "ring" ? double(N) * cfg.batch : double(cfg.batch);
+
+  // The ring's steps end together, so an --epochs run can stop the queue at the
+  // last epoch's end. Gossip workers run ahead of each other: their queue never
+  // runs dry, and the run stops at a step boundary once the epochs are complete.
+  const bool bounded = cfg.exchange == "ring" && cfg.steps <= 0;
+  s->queue = std::make_unique<data::EpochQueue>(tr.n, cfg.seed, cfg.shuffle, bounded ? cfg.epochs : -1);
+  return s;
+}
+
+}  // namespace nbsgd::engine

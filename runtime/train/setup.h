@@ -1,0 +1,43 @@
+// What every run is built from, whatever its exchange and clock: the devices and
+// the clock, the straggler profile, the data, one Worker per device, the shared
+// epoch queue, the learning-rate schedule and the SGD settings. make_setup()
+// validates every flag before anything is created.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "nets/data/dataset.h"
+#include "nets/data/epoch_queue.h"
+#include "nets/optim/schedule.h"
+#include "nets/optim/sgd.h"
+#include "runtime/device/device.h"
+#include "runtime/train/config.h"
+#include "runtime/train/controller.h"
+#include "runtime/train/straggler/profile.h"
+#include "runtime/train/worker.h"
+
+namespace nbsgd::engine {
+
+struct Setup {
+  TrainConfig cfg;  // as given, with the duration model resolved for the net
+  DeviceList devices;
+  bool virtual_clock = true;
+  straggler::ResolvedProfile profile;
+  ControllerConfig ctl;
+  data::DataSplit data;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::unique_ptr<data::EpochQueue> queue;
+  optim::LrSchedule schedule;
+  optim::SgdConfig sgd;
+  size_t P = 0;
+  double flops = 0;
+  int n() const { return static_cast<int>(workers.size()); }
+};
+
+std::unique_ptr<Setup> make_setup(const TrainConfig& cfg);
+
+// "1,1,2,4": one slowdown (>= 1) per worker; InputError naming --slowdown.
+std::vector<double> parse_slowdowns(const std::string& text, int workers);
+
+}  // namespace nbsgd::engine

@@ -1,0 +1,82 @@
+// Engine::Impl, the trainer: shared by engine.cpp (the run loop), checkpoint.cpp
+// (save and exact resume) and adpsgd.cpp (AD-PSGD's event loop).
+#pragma once
+
+#include <deque>
+#include <optional>
+
+#include "runtime/device/buffer.h"
+#include "runtime/train/driver.h"
+#include "runtime/train/engine.h"
+#include "runtime/train/exchange.h"
+#include "runtime/train/setup.h"
+
+namespace nbsgd::engine {
+
+struct Engine::Impl {
+  std::unique_ptr<Setup> s;
+  std::unique_ptr<Exchange> exchange;    // null for adpsgd
+  std::unique_ptr<WindowDriver> driver;  // null for adpsgd
+  std::optional<GossipPlanInfo> gossip;  // dpsgd, matcha, adpsgd
+
+  int64_t step = 0;  // steps issued
+  int64_t samples_total = 0;
+  LossTracker losses;
+  std::optional<double> time_to_target;
+  RunSummary counters;  // skipped and wasted, accumulated across steps
+  int consecutive_empty = 0;
+  double adpsgd_clock = 0;  // AD-PSGD: the last round's end (virtual clock)
+
+  // The read-back ring: a slot per step in flight, and per worker an event after
+  // the step's exchange; it bounds how far the host runs ahead of the devices.
+  static constexpr int kSlots = 8;
+  Buffer readback;
+  std::vector<std::vector<Event>> step_done;  // [slot][worker]
+  struct Pending {
+    int64_t step;
+    double lr;
+    int slot;
+    StepWindow window;
+  };
+  std::deque<Pending> pending;
+  double last_t = 0;
+  // Real clock on CUDA: per worker, an event recorded when the run began and the
+  // run's clock then (event times are relative; host events carry timestamps).
+  std::vector<Event> base_events;
+  std::vector<double> base_t;
+  double host_base = 0;
+
+  explicit Impl(const TrainConfig& cfg);
+  ~Impl();
+  int n() const { return s->n(); }
+  bool adpsgd() const { return s->cfg.exchange == "adpsgd"; }
+  bool replicated() const { return exchange && exchange->replicated(); }
+  double now() const;
+
+  RunSummary run(const std::function<void(const StepRecord&)>& on_step, const std::atomic<bool>* stop);
+  bool stop_now(const std::atomic<bool>* stop, RunSummary& sum) const;
+  // The trainer's part of every step, both loops: counters, loss window, target,
+  // on_step, and the periodic checks; false ends the run.
+  bool after_step(StepRecord& rec, const std::function<void(const StepRecord&)>& on_step);
+  void periodic();
+  void issue_step();
+  void drain(bool all, const std::function<void(const StepRecord&)>& on_step);
+  StepRecord record_of(Pending& p);
+  double event_time(int slot) const;
+  void run_adpsgd(const std::function<void(const StepRecord&)>& on_step, const std::atomic<bool>* stop,
+                  RunSummary& sum);
+  void finish(RunSummary& sum, double wall0);
+
+  // Models
+  std::vector<std::vector<float>> replicas() const;
+  std::vector<float> average(const std::vector<std::vector<float>>& x) const;
+  double consensus() const;
+  std::pair<double, double> evaluate();  // the exchange's evaluated model
+  std::vector<uint64_t> replica_hashes() const;
+
+  // checkpoint.cpp
+  void save_checkpoint(const std::string& path) const;
+  void load_checkpoint(const std::string& path);
+};
+
+}  // namespace nbsgd::engine
