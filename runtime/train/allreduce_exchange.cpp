@@ -2,6 +2,8 @@
 // transport (METHOD.md, "Aggregation").
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "nets/optim/commit.h"
 #include "runtime/device/comm/comm.h"
 #include "runtime/device/nvtx.h"
@@ -50,7 +52,9 @@ class AllReduceExchange final : public Exchange {
       w->ctx().comm().record(w->update_done);
     }
   }
-  std::pair<double, double> totals(const float* rb) const override { return {rb[0], rb[1]}; }
+  // The summed [n, loss] as the device left them: the mean in float, as a
+  // one-buffer read-back gives it.
+  Totals totals(const float* rb) const override { return {rb[0], rb[1], rb[0] > 0 ? rb[1] / rb[0] : std::nan("")}; }
 
  private:
   std::vector<std::unique_ptr<Worker>>& workers_;

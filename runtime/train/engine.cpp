@@ -97,7 +97,8 @@ double Engine::Impl::event_time(int slot) const {
 
 StepRecord Engine::Impl::record_of(Pending& p) {
   const float* rb = readback.as<float>() + p.slot * exchange->readback_floats();
-  const auto [count, loss_sum] = exchange->totals(rb);
+  const Exchange::Totals tot = exchange->totals(rb);
+  const double count = tot.n, loss_sum = tot.loss_sum;
   StepWindow& w = p.window;
   StepRecord rec;
   rec.step = p.step;
@@ -105,7 +106,7 @@ StepRecord Engine::Impl::record_of(Pending& p) {
   rec.t = s->virtual_clock ? w.t_end : event_time(p.slot);
   rec.lr = p.lr;
   rec.samples = static_cast<int64_t>(count);
-  rec.loss = count > 0 ? loss_sum / count : std::nan("");
+  rec.loss = tot.mean_loss;
   rec.finished = w.finished;
   rec.delay_s = w.delay_s;
   rec.window_s = w.window_s >= 0 ? w.window_s : rec.t - last_t;  // sync on the real clock: the step's length

@@ -46,8 +46,12 @@ class Exchange {
   // Floats of one step's read-back slot (pinned host memory the caller owns).
   virtual size_t readback_floats() const = 0;
   virtual void enqueue(int64_t step, double lr, const std::vector<const Event*>& ready, float* readback) = 0;
-  // (n, loss sum) of a step from its read-back slot, once the slot's event passed.
-  virtual std::pair<double, double> totals(const float* readback) const = 0;
+  // A step's totals from its read-back slot, once the slot's event passed.
+  struct Totals {
+    double n = 0, loss_sum = 0;
+    double mean_loss = 0;  // as the exchange computes it (NaN when n = 0)
+  };
+  virtual Totals totals(const float* readback) const = 0;
   // Steps before `step` will not be asked for again (caches may forget them).
   virtual void forget_before(int64_t step) { (void)step; }
 };

@@ -5,6 +5,7 @@
 // everywhere without communication.
 #include <fmt/format.h>
 
+#include <cmath>
 #include <map>
 
 #include "nets/optim/commit.h"
@@ -88,13 +89,13 @@ class GossipExchange final : public Exchange {
     }
     for (auto& w : workers_) w->ctx().comm().record(w->update_done);
   }
-  std::pair<double, double> totals(const float* rb) const override {
+  Totals totals(const float* rb) const override {
     double n = 0, loss = 0;
     for (size_t i = 0; i < workers_.size(); ++i) {
       n += rb[2 * i];
       loss += rb[2 * i + 1];
     }
-    return {n, loss};
+    return {n, loss, n > 0 ? loss / n : std::nan("")};
   }
   void forget_before(int64_t step) override {
     weights_.erase(weights_.begin(), weights_.lower_bound(step));
