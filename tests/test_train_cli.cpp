@@ -81,9 +81,11 @@ TEST(TrainCli, WritesEveryOutputFile) {
   fs::remove_all(dir);
 }
 
-TEST(TrainCli, CtrlCCheckpointsAndResumeContinuesTheSameRun) {
+// Ctrl-C during a run of `base`, then --resume to 5 steps more; it must log what an
+// uninterrupted run of as many steps logs, bit for bit.
+void ctrl_c_then_resume(const std::string& base) {
   std::string dir = make_temp_dir("train-int");
-  pid_t pid = spawn(std::string(kCommon) + " --steps 100000 --out " + dir);
+  pid_t pid = spawn(base + " --steps 100000 --out " + dir);
   ASSERT_GT(pid, 0);
   // Interrupt once a few steps are logged.
   for (int i = 0; i < 6000 && read_metrics(dir).size() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -101,11 +103,11 @@ TEST(TrainCli, CtrlCCheckpointsAndResumeContinuesTheSameRun) {
 
   // Resume to k + 5 steps; an uninterrupted run of k + 5 steps must log the same.
   const int total = k + 5;
-  CommandResult r = run_nbsgd(std::string(kCommon) + " --steps " + std::to_string(total) + " --out " + dir +
-                              " --resume " + dir + "/checkpoint.safetensors");
+  CommandResult r = run_nbsgd(base + " --steps " + std::to_string(total) + " --out " + dir + " --resume " + dir +
+                              "/checkpoint.safetensors");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::string ref = make_temp_dir("train-ref");
-  CommandResult u = run_nbsgd(std::string(kCommon) + " --steps " + std::to_string(total) + " --out " + ref);
+  CommandResult u = run_nbsgd(base + " --steps " + std::to_string(total) + " --out " + ref);
   ASSERT_EQ(u.exit_code, 0) << u.output;
   auto resumed = read_metrics(dir), straight = read_metrics(ref);
   ASSERT_EQ(resumed.size(), size_t(total));
@@ -117,6 +119,17 @@ TEST(TrainCli, CtrlCCheckpointsAndResumeContinuesTheSameRun) {
   }
   fs::remove_all(dir);
   fs::remove_all(ref);
+}
+
+TEST(TrainCli, CtrlCCheckpointsAndResumeContinuesTheSameRun) { ctrl_c_then_resume(kCommon); }
+
+// The same for the gossip exchanges: a checkpoint holds every replica, its momentum
+// and the timeline, so the resumed run is the run it continues.
+TEST(TrainCli, CtrlCAndResumeOfGossipRuns) {
+  for (const char* x : {" --exchange dpsgd --window-scope neighbors", " --exchange matcha --window sync --budget 0.5"}) {
+    SCOPED_TRACE(x);
+    ctrl_c_then_resume(std::string(kCommon) + x);
+  }
 }
 
 TEST(TrainCli, BadInputIsOneClearLine) {

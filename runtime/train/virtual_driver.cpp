@@ -169,7 +169,8 @@ class GossipVirtualDriver final : public WindowDriver {
     StepWindow ignored;
     for (int64_t k = 0; k < step; ++k) this->step(k, ignored);
     compute_ = true;
-    if (s_.queue->save_state() != expect)
+    // (A restored queue holds the outstanding batches as given back: compare alike.)
+    if (data::EpochQueue::restore(s_.queue->save_state()).save_state() != expect)
       throw InputError("nbsgd.queue: replaying the schedule to step " + std::to_string(step) +
                        " does not reach the saved epoch queue (another profile, window or data?)");
   }

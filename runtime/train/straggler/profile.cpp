@@ -37,7 +37,7 @@ std::string source_profiles_dir() {
 #else
   fs::path p(NBSGD_STRAGGLER_THIS_FILE);
   if (!p.is_absolute()) return {};
-  return (p.parent_path().parent_path().parent_path() / "profiles").string();
+  return (p.parent_path().parent_path().parent_path().parent_path() / "profiles").string();  // runtime/train/straggler/
 #endif
 }
 
