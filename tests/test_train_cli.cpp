@@ -126,7 +126,7 @@ TEST(TrainCli, CtrlCCheckpointsAndResumeContinuesTheSameRun) { ctrl_c_then_resum
 // The same for the gossip exchanges: a checkpoint holds every replica, its momentum
 // and the timeline, so the resumed run is the run it continues.
 TEST(TrainCli, CtrlCAndResumeOfGossipRuns) {
-  for (const char* x : {" --exchange dpsgd --window-scope neighbors", " --exchange matcha --window sync --budget 0.5"}) {
+  for (const char* x : {" --exchange dpsgd --window-scope neighbors", " --exchange matcha --budget 0.5 --topology complete"}) {
     SCOPED_TRACE(x);
     ctrl_c_then_resume(std::string(kCommon) + x);
   }

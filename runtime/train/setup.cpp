@@ -14,22 +14,6 @@
 
 namespace nbsgd::engine {
 
-std::vector<double> parse_slowdowns(const std::string& text, int n) {
-  std::vector<double> v;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    char* end = nullptr;
-    const double x = std::strtod(item.c_str(), &end);
-    if (item.empty() || *end != '\0' || !std::isfinite(x) || x < 1.0)
-      throw InputError("--slowdown " + text + ": '" + item + "' must be a number >= 1");
-    v.push_back(x);
-  }
-  if (static_cast<int>(v.size()) != n)
-    throw InputError(fmt::format("--slowdown {}: {} value(s) for {} worker(s)", text, v.size(), n));
-  return v;
-}
-
 namespace {
 
 data::DataSplit load_data(const TrainConfig& c) {
@@ -86,7 +70,7 @@ straggler::ResolvedProfile resolve_profile(const TrainConfig& cfg, DeviceList& d
       !cfg.profile.empty()
           ? straggler::load_profile(cfg.profile)
           : straggler::profile_from_slowdowns(cfg.slowdown.empty() ? std::vector<double>(N, 1.0)
-                                                                    : parse_slowdowns(cfg.slowdown, N));
+                                                                    : straggler::parse_slowdowns(cfg.slowdown, N));
   straggler::ResolvedProfile p = straggler::resolve(prof, N, names);
   // A profile's sm_fraction makes a GPU worker an SM partition, as --devices 0:F does.
   for (int i = 0; i < N; ++i) {

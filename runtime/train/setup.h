@@ -37,7 +37,4 @@ struct Setup {
 
 std::unique_ptr<Setup> make_setup(const TrainConfig& cfg);
 
-// "1,1,2,4": one slowdown (>= 1) per worker; InputError naming --slowdown.
-std::vector<double> parse_slowdowns(const std::string& text, int workers);
-
 }  // namespace nbsgd::engine

@@ -15,22 +15,6 @@ namespace nbsgd::predict {
 
 namespace {
 
-std::vector<double> parse_slowdowns(const std::string& text, int n) {
-  std::vector<double> v;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    char* end = nullptr;
-    const double x = std::strtod(item.c_str(), &end);
-    if (item.empty() || *end != '\0' || !std::isfinite(x) || x < 1.0)
-      throw InputError("--slowdown " + text + ": '" + item + "' must be a number >= 1");
-    v.push_back(x);
-  }
-  if (static_cast<int>(v.size()) != n)
-    throw InputError(fmt::format("--slowdown {}: {} value(s) for {} worker(s) (--workers)", text, v.size(), n));
-  return v;
-}
-
 void validate(const PredictConfig& c) {
   if (c.workers < 1 || c.workers > 4096) throw InputError(fmt::format("--workers {}: expected 1..4096", c.workers));
   if (c.batch <= 0 || c.split <= 0) throw InputError("--batch and --split must be positive");
@@ -111,7 +95,7 @@ Prediction run_prediction(const PredictConfig& in) {
   const straggler::Profile prof =
       !c.profile.empty() ? straggler::load_profile(c.profile)
                          : straggler::profile_from_slowdowns(c.slowdown.empty() ? std::vector<double>(n, 1.0)
-                                                                                : parse_slowdowns(c.slowdown, n));
+                                                                                : straggler::parse_slowdowns(c.slowdown, n));
   const straggler::ResolvedProfile profile = straggler::resolve(prof, n, names);
   out.profile_name = !c.profile.empty() ? (prof.name.empty() ? c.profile : prof.name)
                                         : (c.slowdown.empty() ? "none" : "--slowdown " + c.slowdown);

@@ -10,6 +10,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
+
+#include <fmt/format.h>
 
 #include "runtime/device/check.h"
 
@@ -221,6 +224,22 @@ ResolvedProfile resolve(const Profile& profile, int n_devices, const std::vector
     r.devices.push_back(std::move(ds));
   }
   return r;
+}
+
+std::vector<double> parse_slowdowns(const std::string& text, int n) {
+  std::vector<double> v;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    char* end = nullptr;
+    const double x = std::strtod(item.c_str(), &end);
+    if (item.empty() || *end != '\0' || !std::isfinite(x) || x < 1.0)
+      throw InputError("--slowdown " + text + ": '" + item + "' must be a number >= 1");
+    v.push_back(x);
+  }
+  if (static_cast<int>(v.size()) != n)
+    throw InputError(fmt::format("--slowdown {}: {} value(s) for {} worker(s)", text, v.size(), n));
+  return v;
 }
 
 }  // namespace nbsgd::straggler

@@ -125,6 +125,8 @@ Profile parse_profile(const std::string& toml_text, const std::string& source);
 
 // The `--slowdown 1,1,2,4` shorthand: device i gets slowdown values[i].
 Profile profile_from_slowdowns(const std::vector<double>& values);
+// "1,1,2,4" (--slowdown): one slowdown (>= 1) per worker; InputError naming --slowdown.
+std::vector<double> parse_slowdowns(const std::string& text, int workers);
 
 // Applies the sections to devices 0..n_devices-1, in precedence order
 // default < name pattern (later in the file wins among several) < index.
