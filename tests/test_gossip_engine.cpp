@@ -1,4 +1,4 @@
-// Engine and GossipTimeline on the virtual clock: D-PSGD / MATCHA windows,
+// The engine with the gossip exchanges (D-PSGD, MATCHA, AD-PSGD) and GossipTimeline on the virtual clock,
 // faithful (barrier-free) baselines, AD-PSGD reproducibility, consensus, exchange;
 // and the real-clock baselines against the virtual clock.
 #include <gtest/gtest.h>

@@ -69,7 +69,7 @@ struct TrainConfig {
 std::string config_json(const TrainConfig& c);
 
 // Refuses numbers no run can use (NaN, infinities, negative counts, a learning rate
-// of 0, ...) with an InputError naming the flag. Both engines call it first.
+// of 0, ...) with an InputError naming the flag. make_setup calls it first.
 void check_numbers(const TrainConfig& c);
 
 }  // namespace nbsgd::engine
