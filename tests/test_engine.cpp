@@ -1,6 +1,10 @@
 // The non-blocking engine on host workers with the virtual clock: exact tests.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <future>
+#include <thread>
+
 #include <cmath>
 #include <unistd.h>
 
@@ -251,6 +255,56 @@ TEST(Engine, StepWhereNobodyFinishesIsSkippedAndLogged) {
   EXPECT_LT(skipped, 28);
   EXPECT_EQ(r.summary.skipped_steps, skipped);
   EXPECT_FALSE(r.steps.back().skipped);
+}
+
+// The real clock: a mini-batch whose window closed before it began does no work.
+// Worker 1 is 8x slower: when worker 0's window closes, worker 1's running
+// mini-batch runs on (wasted) and the one queued behind it (--inflight 2) is
+// skipped. Every mini-batch that computed either counted or was running.
+TEST(Engine, RealClockQueuedWorkOfAClosedWindowDoesNoWork) {
+  TrainConfig c = small_config();
+  c.host_workers = 2;
+  c.clock = "real";
+  c.slowdown = "1,8";
+  c.inflight = 2;
+  c.steps = 12;
+  RunOut r = run(c);
+  int64_t counted = 0;
+  for (const auto& s : r.steps) counted += s.finished[0] + s.finished[1];
+  EXPECT_GT(r.summary.skipped_minibatches, 0);
+  ASSERT_GE(r.summary.computed_minibatches, 0);
+  EXPECT_EQ(r.summary.computed_minibatches, counted + r.summary.wasted_minibatches);
+}
+
+// A worker stalled for longer than the whole run does not hold its end: its queued
+// work is cancelled and the stall still held is cut short, and the run says so.
+TEST(Engine, AStalledWorkerDoesNotHoldTheRunsEnd) {
+  const char* toml =
+      "[device.default]\n"
+      "[device.1]\n"
+      "stall = { probability = 1.0, distribution = \"constant\", value_ms = 600000 }\n";
+  char path[] = "/tmp/nbsgd-stall-XXXXXX.toml";
+  int fd = mkstemps(path, 5);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, toml, strlen(toml)), ssize_t(strlen(toml)));
+  close(fd);
+  TrainConfig c = small_config();
+  c.host_workers = 2;
+  c.clock = "real";
+  c.steps = 5;
+  c.window = "fastest";
+  c.profile = path;
+  // Run on a thread of its own: were the run held, the test fails after the safety
+  // net instead of waiting 10 minutes per step (the thread is left behind).
+  auto done = std::make_shared<std::promise<RunOut>>();
+  std::future<RunOut> f = done->get_future();
+  std::thread([c, done] { done->set_value(run(c)); }).detach();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(120)), std::future_status::ready) << "the stalled worker held the run";
+  RunOut r = f.get();
+  std::remove(path);
+  ASSERT_EQ(r.steps.size(), 5u);
+  for (const auto& s : r.steps) EXPECT_EQ(s.finished[1], 0);  // the stalled worker contributes nothing
+  EXPECT_GE(r.summary.abandoned_holds, 1);
 }
 
 TEST(Engine, BadCombinationsNameTheFlag) {

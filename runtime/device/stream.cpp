@@ -69,6 +69,11 @@ void Stream::hold(double seconds) {
   NBSGD_CHECK(seconds >= 0, "negative hold");
   impl_->hold(seconds);
 }
+void Stream::begin_cancellable(std::function<bool()> cancelled, int* skipped) {
+  impl_->begin_cancellable(std::move(cancelled), skipped);
+}
+void Stream::end_cancellable() { impl_->end_cancellable(); }
+int Stream::abandon_holds() { return impl_->abandon_holds(); }
 void Stream::record(Event& e) {
   NBSGD_CHECK(e.valid() && e.backend() == backend(), "record: event of another backend");
   impl_->record(*e.impl());

@@ -85,6 +85,21 @@ class Stream {
   void synchronize();
   bool query();
 
+  // Cancellable work. The host functions and holds enqueued between
+  // begin_cancellable() and end_cancellable() are one unit: when the first of them
+  // is about to run, `cancelled()` is asked once (on the stream's thread); if it says
+  // yes, the whole unit is skipped and costs only that check, and *skipped (when
+  // given) is set to 1 before anything later in the stream runs. Records and waits
+  // inside the unit still happen. A unit already running is never cut short.
+  // Host backend only; on CUDA the work runs (skipping it needs the mini-batch's
+  // kernels to read a mapped flag, or a conditional graph node).
+  void begin_cancellable(std::function<bool()> cancelled, int* skipped = nullptr);
+  void end_cancellable();
+  // The end of a run: holds running or queued now return at once (an injected
+  // stall never holds the run's end). Returns how many have been cut short so far
+  // (call again after synchronize() for the final count). Host only.
+  int abandon_holds();
+
   // Host backend: the stream's current time on its clock, as of the last task it
   // finished (virtual: modelled seconds since creation; real: steady_now_s()).
   double host_time() const;
@@ -122,6 +137,9 @@ class StreamImpl {
   virtual bool query() = 0;
   virtual double host_time() const = 0;
   virtual void* native() const = 0;
+  virtual void begin_cancellable(std::function<bool()>, int*) {}
+  virtual void end_cancellable() {}
+  virtual int abandon_holds() { return 0; }
 };
 
 }  // namespace nbsgd

@@ -50,6 +50,10 @@ class WindowDriver {
   }
   // Mini-batches wasted so far, cancellations noticed after their step included.
   virtual int64_t wasted() const { return -1; }  // < 0: the steps' counts are exact
+  // Mini-batches cancelled before they began (they did no work), so far.
+  virtual int64_t skipped() const { return 0; }
+  // Injected stalls or delays still held when the run ended, cut short by stop().
+  virtual int abandoned_holds() const { return 0; }
   // Ends the run: queued work that has not started is cancelled, and nothing
   // waits for a stalled worker longer than its running mini-batch.
   virtual void stop() {}

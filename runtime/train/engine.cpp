@@ -216,6 +216,10 @@ void Engine::Impl::finish(RunSummary& sum, double wall0) {
   sum.time_to_target_s = time_to_target;
   sum.skipped_steps = counters.skipped_steps;
   sum.wasted_minibatches = driver && driver->wasted() >= 0 ? driver->wasted() : counters.wasted_minibatches;
+  sum.skipped_minibatches = driver ? driver->skipped() : 0;
+  sum.abandoned_holds = driver ? driver->abandoned_holds() : 0;
+  for (auto& w : s->workers)
+    if (w->computed_runs() >= 0) sum.computed_minibatches = std::max<int64_t>(sum.computed_minibatches, 0) + w->computed_runs();
   for (int64_t e = 0; e <= s->queue->current_epoch(); ++e) {
     if (s->queue->epoch_complete(e)) {
       sum.samples_per_epoch.push_back(s->queue->samples_committed(e));

@@ -19,6 +19,8 @@
 //     blocking gossip baselines have no global barrier. The trainer's read-back ring
 //     bounds how far the host runs ahead.
 #include <algorithm>
+#include <atomic>
+#include <limits>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -46,6 +48,7 @@ class RealDriver final : public WindowDriver {
     inflight_.assign(N, 0);
     next_slot_.assign(N, 0);
     plan_.resize(N);
+    for (auto& w : s.workers) skipped_.emplace_back(w->slots(), 0);
     for (auto& w : s.workers) {
       flags_.push_back(Buffer::mapped(w->ctx().backend(), w->slots() * sizeof(int)));
       stamps_.push_back(Buffer(w->ctx().backend(), w->ctx().device().ordinal, w->slots() * sizeof(uint64_t)));
@@ -76,8 +79,20 @@ class RealDriver final : public WindowDriver {
     }
     cv_.notify_all();
     for (auto& t : issuers_) t.join();
-    // Cancelled work may still run, and its notices use this object's state.
-    for (auto& w : s_.workers) w->ctx().compute().synchronize();
+    // The end of the run waits for no stalled worker: queued work is skipped and
+    // injected stalls and delays still held return at once; only a mini-batch's
+    // own computation that is already running is waited for.
+    closed_through_.store(std::numeric_limits<int64_t>::max());
+    for (auto& w : s_.workers) w->ctx().compute().abandon_holds();
+    for (auto& w : s_.workers) {
+      w->ctx().compute().synchronize();
+      abandoned_holds_ += w->ctx().compute().abandon_holds();  // again: now the count of those cut short
+    }
+  }
+  int abandoned_holds() const override { return abandoned_holds_; }
+  int64_t skipped() const override {
+    std::lock_guard<std::mutex> lk(m_);
+    return skipped_before_start_;
   }
 
   void step(int64_t step, StepWindow& out) override {
@@ -146,6 +161,7 @@ class RealDriver final : public WindowDriver {
       }
     }
     if (!ctl_.closed()) ctl_.close_at(steady_now_s());
+    closed_through_.store(step_);  // queued work of this step is skipped from now on
     cv_.notify_all();
   }
 
@@ -216,16 +232,29 @@ class RealDriver final : public WindowDriver {
       const double extra = dev.draw_delay_s(delay_rng, step);
       injected += extra;
       uint64_t* stamp = stamps_[w].as<uint64_t>() + k;
+      // A mini-batch whose window has closed before it begins does no work: no
+      // staging, no compute, no throttle (a running one still runs to its end).
+      int* skipped = skipped_[w].data() + k;
+      *skipped = 0;
+      auto closed = [this, step] { return closed_through_.load() >= step; };
+      if (!sync_) {
+        wk.ctx().copy().begin_cancellable(closed);
+        cs.begin_cancellable(closed, skipped);
+      }
       wk.stage_and_compute(k, s_.data.train, mb->indices, stamp);
       if (slowdown > 1.0 || extra > 0) {
         NBSGD_NVTX_RANGE("injected:throttle", nvtx::kInjected);
         kernels::throttle(cs, stamp, slowdown - 1.0, extra, kernels::DelayMode::Idle);
       }
+      if (!sync_) {
+        cs.end_cancellable();
+        wk.ctx().copy().end_cancellable();
+      }
       if (sync_) {
         optim::commit(cs, wk.slot(k).scratch.as<float>(), wk.accumulator(), s_.P);
         last = k;
       } else {
-        enqueue_notice(w, k, step, std::move(*mb), actual);
+        enqueue_notice(w, k, step, std::move(*mb), actual, skipped);
         commit_if(cs, wk.slot(k).scratch.as<float>(), wk.accumulator(), s_.P,
                   static_cast<const int*>(flags_[w].device_data()) + k);
       }
@@ -240,10 +269,10 @@ class RealDriver final : public WindowDriver {
 
   // A host task after the mini-batch's compute and injected delay: counted or
   // cancelled, decided under the lock, written to the slot's mapped flag.
-  void enqueue_notice(int w, int k, int64_t step, data::MiniBatch mb, int actual) {
+  void enqueue_notice(int w, int k, int64_t step, data::MiniBatch mb, int actual, const int* skipped) {
     int* flag_host = flags_[w].as<int>() + k;
     auto shared_mb = std::make_shared<data::MiniBatch>(std::move(mb));
-    s_.workers[w]->ctx().compute().host_task([this, w, k, flag_host, step, shared_mb, actual] {
+    s_.workers[w]->ctx().compute().host_task([this, w, k, flag_host, step, shared_mb, actual, skipped] {
       double t = steady_now_s();
       std::lock_guard<std::mutex> g(m_);
       // The controller takes completions in time order: two notices racing for the
@@ -258,7 +287,7 @@ class RealDriver final : public WindowDriver {
         last_counted_[w] = k;
       } else {
         s_.queue->give_back(std::move(*shared_mb));
-        ++wasted_;
+        ++(*skipped ? skipped_before_start_ : wasted_);
       }
       if (current) --pending_[w];
       --inflight_[w];
@@ -277,7 +306,11 @@ class RealDriver final : public WindowDriver {
   std::vector<bool> idle_;
   std::vector<double> delay_s_;
   std::vector<std::vector<data::MiniBatch>> plan_;
-  int64_t wasted_ = 0, reported_wasted_ = 0;  // cumulative: a cancellation is noticed when it ends
+  int64_t wasted_ = 0, reported_wasted_ = 0;
+  int64_t skipped_before_start_ = 0;  // cancelled before they began: no work done
+  std::atomic<int64_t> closed_through_{-1};  // the latest step whose window closed
+  std::vector<std::vector<int>> skipped_;    // per worker, per slot: set by the stream
+  int abandoned_holds_ = 0;  // cumulative: a cancellation is noticed when it ends
   double last_notice_t_ = 0;
   std::vector<Buffer> flags_, stamps_;
   std::vector<std::thread> issuers_;

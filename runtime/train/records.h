@@ -34,7 +34,10 @@ struct RunSummary {
   int64_t partial_epoch_samples = 0;
   int64_t skipped_steps = 0;
   bool interrupted = false;
-  int64_t wasted_minibatches = 0;
+  int64_t wasted_minibatches = 0;   // ran, or were running, when their window closed
+  int64_t skipped_minibatches = 0;  // cancelled before they began: no work was done
+  int64_t computed_minibatches = -1;  // forward/backward passes that ran (host backend; -1: not counted)
+  int abandoned_holds = 0;          // injected stalls/delays still held at the end, cut short
   std::string clock;     // "virtual" or "real": the clock every time above is on
   std::string evaluated;  // the model the test figures are for ("replica 0", "averaged model")
 };

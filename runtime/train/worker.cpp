@@ -42,6 +42,7 @@ Worker::Worker(int index, const Device& device, ClockKind clock, const std::stri
     s.done = ctx_->event();
   }
   update_done = ctx_->event();
+  host_counts_ = ctx_->backend() == Backend::Host;
 }
 
 void Worker::stage_and_compute(int k, const data::Dataset& ds, const std::vector<int32_t>& indices,
@@ -56,7 +57,8 @@ void Worker::stage_and_compute(int k, const data::Dataset& ds, const std::vector
   const int64_t sample = ds.sample_size();
   float* px = s.pinned_x.as<float>();
   int32_t* py = s.pinned_y.as<int32_t>();
-  copy.host_task([&ds, idx = indices, px, py, sample] {
+  copy.host_task([this, &ds, idx = indices, px, py, sample] {
+    ++staged_;
     for (size_t i = 0; i < idx.size(); ++i) {
       std::memcpy(px + i * sample, ds.image(idx[i]), sample * sizeof(float));
       py[i] = ds.labels[idx[i]];
@@ -68,6 +70,7 @@ void Worker::stage_and_compute(int k, const data::Dataset& ds, const std::vector
   compute.wait(s.staged);
   compute.wait(update_done);
   if (stamp) kernels::stamp(compute, stamp);
+  if (host_counts_) compute.host_task([this] { ++computed_; });
   model_->forward_backward(s.x.as<float>(), s.y.as<int32_t>(), n, s.scratch.as<float>());
 }
 

@@ -5,6 +5,7 @@
 // stream, while the compute stream works on the previous one.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -61,6 +62,12 @@ class Worker {
 
   Event update_done;  // recorded after the step's update; the next step waits on it
 
+  // Host backend: mini-batches whose staging, and whose forward/backward, actually
+  // ran (a cancelled one skipped before it began counts in neither). -1 on CUDA,
+  // where counting would take a host function in the streams.
+  int64_t staged_runs() const { return host_counts_ ? staged_.load() : -1; }
+  int64_t computed_runs() const { return host_counts_ ? computed_.load() : -1; }
+
  private:
   int index_;
   std::unique_ptr<DeviceContext> ctx_;
@@ -69,6 +76,8 @@ class Worker {
   int max_mb_ = 0;
   Buffer acc_, momentum_;
   std::vector<Slot> slots_;
+  bool host_counts_ = false;
+  std::atomic<int64_t> staged_{0}, computed_{0};
 };
 
 }  // namespace nbsgd::engine

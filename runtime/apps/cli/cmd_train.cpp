@@ -73,6 +73,9 @@ nlohmann::json summary_json(const engine::RunSummary& s) {
           {"partial_epoch_samples", s.partial_epoch_samples},
           {"skipped_steps", s.skipped_steps},
           {"wasted_minibatches", s.wasted_minibatches},
+          {"skipped_minibatches", s.skipped_minibatches},
+          {"computed_minibatches", s.computed_minibatches >= 0 ? nlohmann::json(s.computed_minibatches) : nlohmann::json()},
+          {"abandoned_holds", s.abandoned_holds},
           {"interrupted", s.interrupted},
           {"clock", s.clock},
           {"evaluated", s.evaluated},
@@ -203,6 +206,16 @@ RunResult run_training(const engine::TrainConfig& cfg, bool print) {
                                                   : "not reached")
                        .c_str());
     if (s.skipped_steps) std::fprintf(stderr, "%s", fmt::format("{:<22}{}\n", "skipped steps", s.skipped_steps).c_str());
+    if (s.wasted_minibatches || s.skipped_minibatches)
+      std::fprintf(stderr, "%s",
+                   fmt::format("{:<22}{} ran and were discarded, {} cancelled before they began\n",
+                               "cancelled", s.wasted_minibatches, s.skipped_minibatches)
+                       .c_str());
+    if (s.abandoned_holds)
+      std::fprintf(stderr, "%s",
+                   fmt::format("{:<22}{} injected stall(s)/delay(s) still running at the end were not waited for\n",
+                               "stalled workers", s.abandoned_holds)
+                       .c_str());
     if (s.interrupted) std::fprintf(stderr, "interrupted: checkpoint and summary written\n");
   }
   out.summary = s;

@@ -90,7 +90,25 @@ void HostStreamImpl::run() {
       queue_.pop_front();
     }
     std::exception_ptr err;
-    if (t.fn) {
+    bool skipped = false;
+    if (t.unit) {
+      Unit& u = *t.unit;
+      if (!u.decided) {
+        u.decided = true;
+        u.skip = u.cancelled && u.cancelled();
+        if (u.skip && u.skipped) *u.skipped = 1;
+      }
+      skipped = u.skip;
+    }
+    if (skipped) {
+      // Costs only the check: no work and, on the virtual clock, no time.
+      t.modelled_s = 0;
+    } else if (t.hold_s >= 0) {
+      // A real-clock hold (an injected stall or delay) sleeps until its time is up,
+      // or until abandon_holds() ends the run.
+      std::unique_lock<std::mutex> lk(m_);
+      if (cv_abandon_.wait_for(lk, std::chrono::duration<double>(t.hold_s), [&] { return abandoned_; })) ++cut_;
+    } else if (t.fn) {
       try {
         t.fn();
       } catch (...) {
@@ -121,15 +139,44 @@ double HostStreamImpl::now_locked() const {
 }
 
 void HostStreamImpl::host_task(std::function<void()> fn, double modelled_s) {
-  enqueue({std::move(fn), clock_ == ClockKind::Virtual ? modelled_s : 0.0});
+  enqueue({std::move(fn), clock_ == ClockKind::Virtual ? modelled_s : 0.0, current_unit(), -1});
 }
 
 void HostStreamImpl::hold(double seconds) {
   if (clock_ == ClockKind::Virtual) {
-    enqueue({nullptr, seconds});
+    enqueue({nullptr, seconds, current_unit(), -1});
   } else {
-    enqueue({[seconds] { std::this_thread::sleep_for(std::chrono::duration<double>(seconds)); }, 0.0});
+    enqueue({nullptr, 0.0, current_unit(), seconds});
   }
+}
+
+std::shared_ptr<HostStreamImpl::Unit> HostStreamImpl::current_unit() const {
+  std::lock_guard<std::mutex> lk(m_);
+  return unit_;
+}
+
+void HostStreamImpl::begin_cancellable(std::function<bool()> cancelled, int* skipped) {
+  auto u = std::make_shared<Unit>();
+  u->cancelled = std::move(cancelled);
+  u->skipped = skipped;
+  std::lock_guard<std::mutex> lk(m_);
+  unit_ = std::move(u);
+}
+
+void HostStreamImpl::end_cancellable() {
+  std::lock_guard<std::mutex> lk(m_);
+  unit_.reset();
+}
+
+int HostStreamImpl::abandon_holds() {
+  int cut;
+  {
+    std::lock_guard<std::mutex> lk(m_);
+    abandoned_ = true;
+    cut = cut_;
+  }
+  cv_abandon_.notify_all();
+  return cut;
 }
 
 void HostStreamImpl::record(EventImpl& e) {
@@ -144,7 +191,7 @@ void HostStreamImpl::record(EventImpl& e) {
              }
              st->complete(gen, t);
            },
-           0.0});
+           0.0, nullptr, -1});
 }
 
 void HostStreamImpl::wait(const EventImpl& e) {
@@ -163,7 +210,7 @@ void HostStreamImpl::wait(const EventImpl& e) {
                vtime_ = std::max(vtime_, t);
              }
            },
-           0.0});
+           0.0, nullptr, -1});
 }
 
 void HostStreamImpl::synchronize() {

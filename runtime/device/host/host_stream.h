@@ -67,13 +67,25 @@ class HostStreamImpl final : public StreamImpl {
   bool query() override;
   double host_time() const override;
   void* native() const override { return nullptr; }
+  void begin_cancellable(std::function<bool()> cancelled, int* skipped) override;
+  void end_cancellable() override;
+  int abandon_holds() override;
 
  private:
+  // One cancellable unit: decided by its first task to run, obeyed by the rest.
+  struct Unit {
+    std::function<bool()> cancelled;
+    int* skipped = nullptr;
+    bool decided = false, skip = false;
+  };
   struct Task {
     std::function<void()> fn;
     double modelled_s = 0.0;
+    std::shared_ptr<Unit> unit;  // null: not cancellable
+    double hold_s = -1;          // >= 0: a real-clock hold (abandonable)
   };
   void enqueue(Task t);
+  std::shared_ptr<Unit> current_unit() const;
   void run();
   double now_locked() const;  // the stream's clock; m_ held
 
@@ -85,6 +97,10 @@ class HostStreamImpl final : public StreamImpl {
   size_t pending_ = 0;  // enqueued and not yet finished
   bool stop_ = false;
   double vtime_ = 0.0;  // virtual clock only
+  std::shared_ptr<Unit> unit_;  // the unit being enqueued (enqueuing side)
+  bool abandoned_ = false;
+  int cut_ = 0;
+  std::condition_variable cv_abandon_;
   std::exception_ptr error_;
   std::thread worker_;
 };
