@@ -31,4 +31,4 @@ const std::vector<ZooEntry>& zoo() {
 " @ONLY)
 target_sources(nbsgd PRIVATE ${NBSGD_ZOO_CPP})
 include(GNUInstallDirs)
-install(FILES ${NBSGD_ZOO_FILES} README.md DESTINATION ${CMAKE_INSTALL_DATADIR}/nbsgd/nets)
+install(FILES ${NBSGD_ZOO_FILES} ${CMAKE_CURRENT_LIST_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DATADIR}/nbsgd/nets)
