@@ -13,6 +13,9 @@
 #include "nets/data/npy.h"
 #include "nets/data/npy_dataset.h"
 #include "nets/data/synthetic_cifar.h"
+#include "nets/model.h"
+#include "runtime/device/buffer.h"
+#include "runtime/device/context.h"
 #include "runtime/device/check.h"
 #include "support/test_support.h"
 
@@ -381,6 +384,41 @@ TEST(LoadData, OneEntryPointForEverySet) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("--data cifar10: unknown data set"), std::string::npos);
   }
+}
+
+// The whole path: a uint8 NHWC set read for LeNet, staged with copy_images, trains.
+TEST(LoadData, NpySetTrainsLenet) {
+  Small s;
+  s.dir = make_temp_dir("npy_lenet");
+  s.c = 1, s.h = 28, s.w = 28, s.classes = 10, s.ntr = 8, s.nte = 4;
+  s.nhwc = true;
+  s.write();
+  DataRequest r;
+  r.data = "npy:" + s.dir;
+  r.net_c = 1, r.net_h = 28, r.net_w = 28, r.net_classes = 10, r.net = "lenet";
+  const DataSplit d = load_data(r);
+  EXPECT_NE(d.summary.find("NHWC"), std::string::npos) << d.summary;
+  Device dev;
+  dev.name = "host0";
+  dev.kind = "host";
+  DeviceContext ctx(dev, ClockKind::Real);
+  nets::Model m = nets::Model::create("lenet", ctx, 8, 1);
+  std::vector<int32_t> idx = {7, 6, 5, 4, 3, 2, 1, 0};
+  Buffer x(Backend::Host, 0, 8 * 784 * sizeof(float)), y(Backend::Host, 0, 8 * sizeof(int32_t));
+  d.train.copy_images(idx.data(), 8, x.as<float>());
+  for (int i = 0; i < 8; ++i) y.as<int32_t>()[i] = d.train.labels[size_t(idx[size_t(i)])];
+  Buffer g(Backend::Host, 0, (m.num_params() + 2) * sizeof(float));
+  float loss[3];
+  for (float& l : loss) {
+    m.forward_backward(x.as<float>(), y.as<int32_t>(), 8, g.as<float>());
+    ctx.compute().synchronize();
+    l = g.as<float>()[m.num_params() + 1];
+    std::vector<float> p = m.download_params();
+    for (size_t i = 0; i < p.size(); ++i) p[i] -= 0.01f / 8 * g.as<float>()[i];
+    m.upload_params(p);
+  }
+  EXPECT_TRUE(std::isfinite(loss[0]));
+  EXPECT_LT(loss[2], loss[0]);
 }
 
 }  // namespace
