@@ -377,6 +377,19 @@ TEST(LoadData, OneEntryPointForEverySet) {
   EXPECT_EQ(d.test.images.size(), 4u * 3072);
   EXPECT_EQ(std::vector<float>(ref.test.images.begin(), ref.test.images.begin() + 4 * 3072), d.test.images);
 
+  r.net_c = 1, r.net_h = 28, r.net_w = 28, r.net = "lenet";
+  try {
+    load_data(r);
+    ADD_FAILURE();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--data synthetic-cifar: the images are 3x32x32 but the net 'lenet' takes "
+                                         "1x28x28"),
+              std::string::npos)
+        << e.what();
+  }
+  r.net_c = 3, r.net_h = 32, r.net_w = 32, r.net_classes = 5, r.net = "five";
+  EXPECT_THROW(load_data(r), InputError);  // 10 classes for 5 outputs
+
   r.data = "cifar10";
   try {
     load_data(r);

@@ -27,6 +27,15 @@ DataSplit load_data(const DataRequest& r) {
     throw InputError("--data " + r.data + ": unknown data set (fashion-mnist, synthetic-cifar, or npy:DIR)");
   }
   if (r.test_limit > 0 && r.test_limit < d.test.n) d.test.truncate(r.test_limit);
+  const Dataset& t = d.train;
+  const std::string net = r.net.empty() ? "the net" : "the net '" + r.net + "'";
+  if (r.net_c > 0 && (t.c != r.net_c || t.h != r.net_h || t.w != r.net_w))
+    throw InputError("--data " + r.data + ": the images are " + std::to_string(t.c) + "x" + std::to_string(t.h) + "x" +
+                     std::to_string(t.w) + " but " + net + " takes " + std::to_string(r.net_c) + "x" +
+                     std::to_string(r.net_h) + "x" + std::to_string(r.net_w));
+  if (r.net_classes > 0 && t.classes > r.net_classes)
+    throw InputError("--data " + r.data + ": " + std::to_string(t.classes) + " classes but " + net + " has " +
+                     std::to_string(r.net_classes) + " outputs");
   return d;
 }
 

@@ -16,8 +16,9 @@ struct DataRequest {
   int64_t test_limit = 0;   // > 0: only the first N test samples
   int64_t synthetic_train = 50000, synthetic_test = 10000;  // synthetic-cifar sizes
   uint64_t seed = 1;        // synthetic-cifar draws
-  // The net's sample shape and classes where known (> 0): npy data is checked
-  // against them (an error naming both); the named sets are fixed and not checked.
+  // The net's sample shape and classes where known (> 0): the data is checked
+  // against them, with an error naming both (and npy data takes its layout from
+  // them where the array shape alone cannot tell).
   int net_c = 0, net_h = 0, net_w = 0, net_classes = 0;
   std::string net;  // the net's name, for messages
 };
