@@ -14,6 +14,7 @@
 
 #include "nets/data/rng.h"
 #include "nets/layers/loss.h"
+#include "nets/net_table.h"
 #include "runtime/device/buffer.h"
 #include "runtime/device/check.h"
 #include "runtime/device/context.h"
@@ -126,6 +127,10 @@ Model Model::create(const NetSpec& net, DeviceContext& ctx, int max_batch, uint6
   m->max_batch = max_batch;
   const Backend be = ctx.backend();
   const int dev = ctx.device().ordinal;
+  // The FLOPs come from the same table `nbsgd describe-net` prints; the layers built
+  // below must agree with it on every count.
+  const NetTable table = net_table(net);
+  m->flops = table.train_flops;
 
   std::vector<Shape> shapes;
   std::vector<TensorDecl> pdecl, bdecl;
@@ -159,27 +164,27 @@ Model Model::create(const NetSpec& net, DeviceContext& ctx, int max_batch, uint6
       bdecl.push_back(d);
     }
     nd.bcount = m->B - nd.boff;
+    const LayerRow& row = table.rows[m->nodes.size()];
+    NBSGD_CHECK(row.out == out && int64_t(nd.pcount) == row.params && int64_t(nd.bcount) == row.buffers &&
+                    row.macs == nd.layer->macs_per_sample(),
+                "net '" + net.name + "': layer table and layer " + std::to_string(row.index) + " disagree");
     nd.accumulate.assign(spec.inputs.size(), false);
-    m->flops += 2.0 * nd.layer->macs_per_sample();  // forward
     m->nodes.push_back(std::move(nd));
   }
   NBSGD_CHECK(m->nodes.back().spec.kind != LayerKind::Flatten && shapes.back() == (Shape{net.classes, 1, 1}),
               "net '" + net.name + "' must end in a layer giving " + std::to_string(net.classes) + " logits");
 
-  // Gradient routing (see the file comment) and the backward FLOPs.
+  // Gradient routing (see the file comment).
   std::vector<bool> written(m->nodes.size(), false);
   for (size_t k = m->nodes.size(); k-- > 0;) {
     Impl::Node& nd = m->nodes[k];
     if (nd.spec.kind == LayerKind::Flatten) continue;
-    bool wants_dx = false;
     for (size_t j = 0; j < nd.spec.inputs.size(); ++j) {
       const int s = m->storage(nd.spec.inputs[j]);
       if (s < 0) continue;
-      wants_dx = true;
       nd.accumulate[j] = written[s];
       written[s] = true;
     }
-    m->flops += 2.0 * nd.layer->macs_per_sample() * (wants_dx ? 2.0 : 1.0);
   }
   for (size_t k = 0; k + 1 < m->nodes.size(); ++k)
     NBSGD_CHECK(m->nodes[k].spec.kind == LayerKind::Flatten || written[k],

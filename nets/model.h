@@ -39,7 +39,7 @@ struct ParamInfo {
 
 class Model {
  public:
-  // A net from describe_net (mlp, lenet, resnet20), or any description. Parameters
+  // A net from describe_net (a built-in name or a .toml path), or any description. Parameters
   // are drawn on the host from `seed` with the portable generator (Kaiming normal,
   // std sqrt(2/fan_in), for conv and linear weights; zero biases; BN weight 1, bias
   // 0, running mean 0, var 1) and copied to the device: identical on every backend.

@@ -1,7 +1,8 @@
-// The nets, each written as one small description (a list of layer specs whose
-// inputs name earlier entries, so residual blocks are just entries with two
-// inputs), and the builder those descriptions are written with. Model (model.h)
-// turns a description into layers and buffers; nothing here allocates.
+// Net descriptions: a list of layer specs whose inputs name earlier entries, so
+// residual blocks are just entries with two inputs. They are written in TOML
+// (nets/netfile.h; the built-in ones are nets/zoo/*.toml, compiled in) or with the
+// NetBuilder below. Model (model.h) turns a description into layers and buffers;
+// nothing here allocates.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +20,10 @@ struct NetSpec {
   std::vector<LayerSpec> layers;  // in execution order; the last one gives the logits
 };
 
-// "mlp", "lenet", "resnet20". Throws InputError naming the known nets otherwise.
+// A built-in net by name ("lenet", "resnet18-cifar", ...: net_names()), or the
+// description file at a path (anything with a '/' or ending in ".toml"). Throws
+// InputError naming the built-in nets for an unknown name, or "file:line: problem"
+// for a bad file.
 NetSpec describe_net(const std::string& name);
 std::vector<std::string> net_names();
 
