@@ -47,13 +47,13 @@ std::vector<uint64_t> first_words(Rng rng, int n) {
 }
 
 TEST(Rng, DeviceStreams) {
-  const auto a = first_words(device_stream(5, 2, Stream::Delay), 8);
-  EXPECT_EQ(a, first_words(device_stream(5, 2, Stream::Delay), 8)) << "same seed and device: same draws";
-  EXPECT_NE(a, first_words(device_stream(5, 3, Stream::Delay), 8)) << "another device";
-  EXPECT_NE(a, first_words(device_stream(5, 2, Stream::Stall), 8)) << "another purpose";
-  EXPECT_NE(a, first_words(device_stream(6, 2, Stream::Delay), 8)) << "another seed";
+  const auto a = first_words(device_stream(5, 2, RngPurpose::Delay), 8);
+  EXPECT_EQ(a, first_words(device_stream(5, 2, RngPurpose::Delay), 8)) << "same seed and device: same draws";
+  EXPECT_NE(a, first_words(device_stream(5, 3, RngPurpose::Delay), 8)) << "another device";
+  EXPECT_NE(a, first_words(device_stream(5, 2, RngPurpose::Stall), 8)) << "another purpose";
+  EXPECT_NE(a, first_words(device_stream(6, 2, RngPurpose::Delay), 8)) << "another seed";
   // Streams of neighbouring devices are not shifted copies of each other.
-  const auto b = first_words(device_stream(5, 3, Stream::Delay), 64);
+  const auto b = first_words(device_stream(5, 3, RngPurpose::Delay), 64);
   for (uint64_t w : a) EXPECT_EQ(std::count(b.begin(), b.end(), w), 0);
 }
 
@@ -71,7 +71,7 @@ class DistributionStats : public ::testing::TestWithParam<Case> {};
 TEST_P(DistributionStats, MeanAndTailMatchClosedForm) {
   const Case& c = GetParam();
   const int n = 200000;
-  Rng rng = device_stream(11, 0, Stream::Delay);
+  Rng rng = device_stream(11, 0, RngPurpose::Delay);
   double sum = 0;
   int over1 = 0, over2 = 0;
   for (int i = 0; i < n; ++i) {

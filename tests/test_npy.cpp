@@ -289,7 +289,7 @@ TEST(NpyDir, TheNetsInputShapeIsChecked) {
   NpyDirOptions o;
   o.c = 1, o.h = 28, o.w = 28, o.net = "lenet";
   const std::string e = error_of(s.dir, o);
-  EXPECT_NE(e.find("the images are 3x4x5 (C x H x W, from x_train.npy (12, 3, 4, 5) NCHW) but the net 'lenet' takes "
+  EXPECT_NE(e.find("the images are 3x4x5 (C x H x W, from x_train.npy (12, 3, 4, 5) NCHW) but --net lenet takes "
                    "1x28x28"),
             std::string::npos)
       << e;
@@ -382,7 +382,7 @@ TEST(LoadData, OneEntryPointForEverySet) {
     load_data(r);
     ADD_FAILURE();
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("--data synthetic-cifar: the images are 3x32x32 but the net 'lenet' takes "
+    EXPECT_NE(std::string(e.what()).find("--data synthetic-cifar: the images are 3x32x32 but --net lenet takes "
                                          "1x28x28"),
               std::string::npos)
         << e.what();

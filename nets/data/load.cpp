@@ -28,7 +28,7 @@ DataSplit load_data(const DataRequest& r) {
   }
   if (r.test_limit > 0 && r.test_limit < d.test.n) d.test.truncate(r.test_limit);
   const Dataset& t = d.train;
-  const std::string net = r.net.empty() ? "the net" : "the net '" + r.net + "'";
+  const std::string net = r.net.empty() ? "the net" : "--net " + r.net;
   if (r.net_c > 0 && (t.c != r.net_c || t.h != r.net_h || t.w != r.net_w))
     throw InputError("--data " + r.data + ": the images are " + std::to_string(t.c) + "x" + std::to_string(t.h) + "x" +
                      std::to_string(t.w) + " but " + net + " takes " + std::to_string(r.net_c) + "x" +

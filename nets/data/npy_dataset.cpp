@@ -157,10 +157,10 @@ DataSplit load_npy_dir(const std::string& dir, const NpyDirOptions& o) {
   const Images tr = open_images(xtr, "x_train.npy", o);
   const Images te = open_images(xte, "x_test.npy", o, &tr);
   if (o.c > 0 && (o.c != tr.c || o.h != tr.h || o.w != tr.w))
-    throw InputError(fmt::format("--data {}: the images are {}x{}x{} (C x H x W, from x_train.npy {} {}) but the net "
-                                 "{}takes {}x{}x{}",
+    throw InputError(fmt::format("--data {}: the images are {}x{}x{} (C x H x W, from x_train.npy {} {}) but {} "
+                                 "takes {}x{}x{}",
                                  tag, tr.c, tr.h, tr.w, shape_str(tr.a.header.shape), tr.nhwc ? "NHWC" : "NCHW",
-                                 o.net.empty() ? "" : "'" + o.net + "' ", o.c, o.h, o.w));
+                                 o.net.empty() ? "the net" : "--net " + o.net, o.c, o.h, o.w));
   if (tr.n < 1) throw InputError(xtr + ": no samples");
   const int64_t ntr = o.train_limit > 0 ? std::min(o.train_limit, tr.n) : tr.n;
   const int64_t nte = o.test_limit > 0 ? std::min(o.test_limit, te.n) : te.n;

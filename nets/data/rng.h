@@ -33,7 +33,7 @@ inline uint64_t derive_seed(uint64_t seed, uint64_t stream) {
 
 class Rng {
  public:
-  explicit Rng(uint64_t seed) {
+  explicit Rng(uint64_t seed = 0) {
     uint64_t s = seed;
     for (auto& w : s_) w = splitmix64(s);
   }

@@ -88,8 +88,8 @@ void Engine::Impl::run_adpsgd(const std::function<void(const StepRecord&)>& on_s
     const auto& dev = s->profile.devices[w];
     if (e.type == kIterStart) {
       const int64_t it = iter[w];
-      straggler::Rng stall_rng = step_stream(s->profile, w, it, straggler::Stream::Stall);
-      straggler::Rng delay_rng = step_stream(s->profile, w, it, straggler::Stream::Delay);
+      straggler::Rng stall_rng = step_stream(s->profile, w, it, straggler::RngPurpose::Stall);
+      straggler::Rng delay_rng = step_stream(s->profile, w, it, straggler::RngPurpose::Delay);
       int64_t busy = ns(dev.draw_stall_s(stall_rng, it));
       rec.delay_s[w] += s_of(busy);
       for (int k = 0; k < cfg.split; ++k) {

@@ -327,6 +327,7 @@ std::string Engine::describe() const {
       c.net, s.P, s.flops * 1e-6, c.data, s.data.train.n, s.data.test.n, xdesc, window, c.batch, c.split,
       c.batch / c.split, c.inflight, c.lr, s.schedule.describe(), c.momentum, c.weight_decay,
       c.nesterov ? ", nesterov" : "", c.lr_scaling, c.seed, s.virtual_clock ? "virtual" : "real");
+  if (!s.data.summary.empty()) out += "  " + s.data.summary + "\n";
   if (s.virtual_clock)
     out += fmt::format("  virtual clock: {:g} GFLOP/s, {:.4g} us launch overhead per mini-batch, link {:g} GB/s + {:g} us\n",
                        c.model.gflops, c.model.launch_overhead_s * 1e6, c.model.link_gbps, c.model.link_latency_s * 1e6);

@@ -114,10 +114,10 @@ void GossipTimeline::begin_step(int w, int64_t step, double t) {
   GossipWorkerStep& r = rec(step, w);
   r.start = t;
   r.neighbours = neighbours_(step)[static_cast<size_t>(w)];
-  straggler::Rng stall_rng = step_stream(profile_, w, step, straggler::Stream::Stall);
+  straggler::Rng stall_rng = step_stream(profile_, w, step, straggler::RngPurpose::Stall);
   const double stall = quantize(profile_.devices[static_cast<size_t>(w)].draw_stall_s(stall_rng, step));
   r.delay_s += stall;
-  s.delay_rng = step_stream(profile_, w, step, straggler::Stream::Delay);
+  s.delay_rng = step_stream(profile_, w, step, straggler::RngPurpose::Delay);
   Group& g = group(step, own_key(w), t);
   if (g.ctl->closed()) {
     // The window closed before this worker began (a neighbour ran ahead, or its

@@ -210,8 +210,8 @@ class RealDriver final : public WindowDriver {
   void issue(int w, int64_t step) {
     Worker& wk = *s_.workers[w];
     const auto& dev = s_.profile.devices[w];
-    straggler::Rng delay_rng = step_stream(s_.profile, w, step, straggler::Stream::Delay);
-    straggler::Rng stall_rng = step_stream(s_.profile, w, step, straggler::Stream::Stall);
+    straggler::Rng delay_rng = step_stream(s_.profile, w, step, straggler::RngPurpose::Delay);
+    straggler::Rng stall_rng = step_stream(s_.profile, w, step, straggler::RngPurpose::Stall);
     const double stall = dev.draw_stall_s(stall_rng, step);
     Stream& cs = wk.ctx().compute();
     if (stall > 0) {

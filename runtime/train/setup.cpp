@@ -7,8 +7,8 @@
 #include <sstream>
 #include <thread>
 
-#include "nets/data/fashion_mnist.h"
-#include "nets/data/synthetic_cifar.h"
+#include "nets/data/load.h"
+#include "nets/models.h"
 #include "runtime/device/check.h"
 #include "runtime/train/exchange.h"
 
@@ -16,13 +16,23 @@ namespace nbsgd::engine {
 
 namespace {
 
+// The one data entry point (nets/data/load.h), checked against the net's input.
 data::DataSplit load_data(const TrainConfig& c) {
-  if (c.data == "fashion-mnist") return data::load_fashion_mnist(c.data_dir, c.train_limit > 0 ? c.train_limit : -1);
-  if (c.data == "synthetic-cifar") {
-    const int64_t n = c.train_limit > 0 ? std::min(c.train_limit, c.synthetic_train) : c.synthetic_train;
-    return data::make_synthetic_cifar(n, c.synthetic_test, c.seed);
-  }
-  throw InputError("--data " + c.data + ": unknown data set (fashion-mnist, synthetic-cifar)");
+  const nets::NetSpec spec = nets::describe_net(c.net);
+  data::DataRequest r;
+  r.data = c.data;
+  r.data_dir = c.data_dir;
+  r.train_limit = c.train_limit;
+  r.test_limit = c.test_limit;
+  r.synthetic_train = c.synthetic_train;
+  r.synthetic_test = c.synthetic_test;
+  r.seed = c.seed;
+  r.net_c = spec.input.c;
+  r.net_h = spec.input.h;
+  r.net_w = spec.input.w;
+  r.net_classes = spec.classes;
+  r.net = spec.name;
+  return data::load_data(r);
 }
 
 void check_flags(const TrainConfig& cfg) {
@@ -113,11 +123,6 @@ std::unique_ptr<Setup> make_setup(const TrainConfig& c) {
 
   // Data and workers (identical init on every replica: same seed).
   s->data = load_data(cfg);
-  if (cfg.test_limit > 0 && cfg.test_limit < s->data.test.n) {
-    s->data.test.n = cfg.test_limit;
-    s->data.test.images.resize(cfg.test_limit * s->data.test.sample_size());
-    s->data.test.labels.resize(cfg.test_limit);
-  }
   const int b = cfg.batch / cfg.split;
   const int host_threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / N);
   for (int i = 0; i < N; ++i)

@@ -9,7 +9,7 @@
 
 namespace nbsgd::engine {
 
-straggler::Rng step_stream(const straggler::ResolvedProfile& p, int device, int64_t step, straggler::Stream purpose) {
+straggler::Rng step_stream(const straggler::ResolvedProfile& p, int device, int64_t step, straggler::RngPurpose purpose) {
   uint64_t s = p.seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(step + 1));
   return straggler::device_stream(straggler::splitmix64(s), device, purpose);
 }
@@ -42,8 +42,8 @@ StepOutcome VirtualTimeline::step(int64_t step_index, const TakeFn& take) {
 
   std::vector<straggler::Rng> delay_rng, stall_rng;
   for (int w = 0; w < n; ++w) {
-    delay_rng.push_back(step_stream(profile_, w, step_index, straggler::Stream::Delay));
-    stall_rng.push_back(step_stream(profile_, w, step_index, straggler::Stream::Stall));
+    delay_rng.push_back(step_stream(profile_, w, step_index, straggler::RngPurpose::Delay));
+    stall_rng.push_back(step_stream(profile_, w, step_index, straggler::RngPurpose::Stall));
   }
 
   SimQueue q;

@@ -75,6 +75,6 @@ class VirtualTimeline {
 
 // Per-step, per-device random streams: derived from (seed, step), so a resumed run
 // draws exactly what the uninterrupted one drew.
-straggler::Rng step_stream(const straggler::ResolvedProfile& p, int device, int64_t step, straggler::Stream purpose);
+straggler::Rng step_stream(const straggler::ResolvedProfile& p, int device, int64_t step, straggler::RngPurpose purpose);
 
 }  // namespace nbsgd::engine

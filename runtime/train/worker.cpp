@@ -57,12 +57,10 @@ void Worker::stage_and_compute(int k, const data::Dataset& ds, const std::vector
   const int64_t sample = ds.sample_size();
   float* px = s.pinned_x.as<float>();
   int32_t* py = s.pinned_y.as<int32_t>();
-  copy.host_task([this, &ds, idx = indices, px, py, sample] {
+  copy.host_task([this, &ds, idx = indices, px, py] {
     ++staged_;
-    for (size_t i = 0; i < idx.size(); ++i) {
-      std::memcpy(px + i * sample, ds.image(idx[i]), sample * sizeof(float));
-      py[i] = ds.labels[idx[i]];
-    }
+    ds.copy_images(idx.data(), static_cast<int64_t>(idx.size()), px);
+    for (size_t i = 0; i < idx.size(); ++i) py[i] = ds.labels[idx[i]];
   });
   copy_async(copy, s.x.data(), px, n * sample * sizeof(float));
   copy_async(copy, s.y.data(), py, n * sizeof(int32_t));
@@ -89,7 +87,7 @@ std::pair<double, double> Worker::evaluate(const data::Dataset& ds, int batch) {
     for (int j = 0; j < n; ++j) idx[j] = static_cast<int32_t>(i + j);
     Slot& s = slots_[0];
     const int64_t sample = ds.sample_size();
-    std::memcpy(s.pinned_x.data(), ds.image(i), n * sample * sizeof(float));
+    ds.copy_range(i, n, s.pinned_x.as<float>());
     std::memcpy(s.pinned_y.data(), ds.labels.data() + i, n * sizeof(int32_t));
     copy_async(compute, s.x.data(), s.pinned_x.data(), n * sample * sizeof(float));
     copy_async(compute, s.y.data(), s.pinned_y.data(), n * sizeof(int32_t));

@@ -96,7 +96,7 @@ void add_devices_command(CLI::App& root, Runner& out) {
   t.train_limit = 8192;
   sub->add_flag("--measure", opt->measure,
                 "Measure each device's standalone samples/s under its profile (the efficiency ceiling)");
-  sub->add_option("--net", t.net, "--measure: net (mlp, lenet, resnet20)")->capture_default_str();
+  sub->add_option("--net", t.net, "--measure: net, a built-in name (see nbsgd describe-net) or a .toml description")->capture_default_str();
   sub->add_option("--profile", t.profile, "--measure: straggler profile (name or TOML path)");
   sub->add_option("--slowdown", t.slowdown, "--measure: constant slowdown per device, e.g. 1,1,2,4");
   sub->add_option("--batch", t.batch, "--measure: batch B per worker")->capture_default_str();

@@ -60,7 +60,7 @@ void add_predict_command(CLI::App& root, Runner& out) {
       "predict", "Predict step time, samples per step, throughput and efficiency of step windows under a profile");
   sub->add_option("--profile", c.profile, "Straggler profile: a name in profiles/ or a TOML path (default: none)");
   sub->add_option("--slowdown", c.slowdown, "Constant slowdown per worker, e.g. 1,1,2,4 (a profile shorthand)");
-  sub->add_option("--net", c.net, "Net: mlp, lenet, resnet20")->capture_default_str();
+  sub->add_option("--net", c.net, "Net: a built-in name (mlp, lenet, resnet20, vgg11-cifar, resnet18-cifar; see nbsgd describe-net) or a .toml description")->capture_default_str();
   sub->add_option("--batch", c.batch, "Batch B per worker")->capture_default_str();
   sub->add_option("--split", c.split, "Mini-batches M per batch (M divides B)")->capture_default_str();
   sub->add_option("--workers", c.workers, "Workers N (devices host-worker-0..N-1 for name patterns)")

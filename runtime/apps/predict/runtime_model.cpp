@@ -132,8 +132,8 @@ StepPrediction simulate(const StepModel& model, const WindowPolicy& policy, uint
   const int64_t cap = policy.effective_cap(m);
   std::vector<Rng> delay_rng, stall_rng;
   for (size_t i = 0; i < n; ++i) {
-    delay_rng.push_back(device_stream(seed, static_cast<int>(i), Stream::Delay));
-    stall_rng.push_back(device_stream(seed, static_cast<int>(i), Stream::Stall));
+    delay_rng.push_back(device_stream(seed, static_cast<int>(i), RngPurpose::Delay));
+    stall_rng.push_back(device_stream(seed, static_cast<int>(i), RngPurpose::Stall));
   }
   std::vector<Path> paths(n);
   for (size_t i = 0; i < n; ++i) paths[i] = Path{&model.workers[i], &delay_rng[i], {}};

@@ -90,7 +90,7 @@ struct StepPrediction {
 std::optional<StepPrediction> closed_form(const StepModel& model, const WindowPolicy& policy);
 
 // Monte Carlo over `trials` independent steps. Worker i draws its delays from
-// device_stream(seed, i, Stream::Delay) and its stalls from Stream::Stall, so the
+// device_stream(seed, i, RngPurpose::Delay) and its stalls from RngPurpose::Stall, so the
 // same seed gives the same estimate on every platform.
 StepPrediction monte_carlo(const StepModel& model, const WindowPolicy& policy, uint64_t seed,
                            int64_t trials);

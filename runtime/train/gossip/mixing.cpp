@@ -1,3 +1,4 @@
+#include "nets/data/rng.h"
 #include "runtime/train/gossip/mixing.h"
 
 #include <algorithm>
@@ -14,12 +15,7 @@ namespace nbsgd::gossip {
 
 namespace {
 
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
+using data::splitmix64;  // the project's one RNG (nets/data/rng.h)
 
 Eigen::MatrixXd averaging(int n) { return Eigen::MatrixXd::Constant(n, n, 1.0 / n); }
 

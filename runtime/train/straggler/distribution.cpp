@@ -11,8 +11,6 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kTwoPi = 6.283185307179586476925286766559;
 
-uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
 // The splitmix64 finaliser alone: a bijective 64-bit mixer.
 uint64_t mix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -27,33 +25,6 @@ std::string fmt_num(double v) {
 }
 
 }  // namespace
-
-uint64_t splitmix64(uint64_t& state) {
-  state += 0x9e3779b97f4a7c15ULL;
-  return mix64(state);
-}
-
-Rng::Rng(uint64_t seed) {
-  uint64_t sm = seed;
-  for (auto& word : s_) word = splitmix64(sm);
-  // splitmix64 never yields four zero words in a row, but stay safe: the all-zero
-  // state is the one fixed point of xoshiro.
-  if ((s_[0] | s_[1] | s_[2] | s_[3]) == 0) s_[0] = 1;
-}
-
-uint64_t Rng::next_u64() {
-  const uint64_t result = rotl(s_[1] * 5, 7) * 9;
-  const uint64_t t = s_[1] << 17;
-  s_[2] ^= s_[0];
-  s_[3] ^= s_[1];
-  s_[1] ^= s_[2];
-  s_[0] ^= s_[3];
-  s_[2] ^= t;
-  s_[3] = rotl(s_[3], 45);
-  return result;
-}
-
-double Rng::uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
 
 Rng device_stream(uint64_t seed, int device, uint64_t purpose) {
   // Chain the mixer over the three inputs, each offset by a distinct odd constant,

@@ -12,31 +12,23 @@
 #include <cstdint>
 #include <string>
 
+#include "nets/data/rng.h"
+
 namespace nbsgd::straggler {
 
-// One step of splitmix64: advances `state` and returns a well-mixed word.
-uint64_t splitmix64(uint64_t& state);
-
-// xoshiro256** (Blackman and Vigna): small, fast, 2^256 - 1 period.
-class Rng {
- public:
-  explicit Rng(uint64_t seed = 0);
-  uint64_t next_u64();
-  // Uniform in [0, 1) from the top 53 bits: every value is a multiple of 2^-53.
-  double uniform();
-
- private:
-  uint64_t s_[4];
-};
+// The project's one generator (nets/data/rng.h): xoshiro256** seeded through
+// splitmix64; uniform() takes the top 53 bits (every value a multiple of 2^-53).
+using data::Rng;
+using data::splitmix64;
 
 // Which stream of a device: delays and stalls get separate streams so that
 // turning stalls on does not change the delay draws.
-enum class Stream : uint64_t { Delay = 1, Stall = 2, Model = 3 };
+enum class RngPurpose : uint64_t { Delay = 1, Stall = 2, Model = 3 };
 
 // Per-device stream derived from the seed by hashing (seed, device, purpose).
 // Streams of different devices or purposes are statistically independent.
 Rng device_stream(uint64_t seed, int device, uint64_t purpose);
-inline Rng device_stream(uint64_t seed, int device, Stream purpose) {
+inline Rng device_stream(uint64_t seed, int device, RngPurpose purpose) {
   return device_stream(seed, device, static_cast<uint64_t>(purpose));
 }
 

@@ -105,8 +105,8 @@ struct ResolvedProfile {
   std::vector<DeviceStraggler> devices;
 
   bool deterministic() const;
-  Rng delay_stream(int device) const { return device_stream(seed, device, Stream::Delay); }
-  Rng stall_stream(int device) const { return device_stream(seed, device, Stream::Stall); }
+  Rng delay_stream(int device) const { return device_stream(seed, device, RngPurpose::Delay); }
+  Rng stall_stream(int device) const { return device_stream(seed, device, RngPurpose::Stall); }
 };
 
 // Where bare profile names are looked up: $NBSGD_PROFILES_DIR, else the source
