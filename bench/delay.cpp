@@ -49,7 +49,7 @@ Row measure(Backend b, kernels::DelayMode mode, double req, int warmup, int reps
   Stream s = b == Backend::Cuda ? Stream::cuda(0, o) : Stream::host(o);
   std::vector<double> t;
   for (int r = 0; r < warmup + reps; ++r) {
-    Event a(b, 0), e(b, 0);
+    Event a(b, 0, Timing::On), e(b, 0, Timing::On);
     s.record(a);
     kernels::delay(s, req, mode);
     s.record(e);

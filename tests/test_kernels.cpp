@@ -7,7 +7,7 @@ TEST(KernelsVirtual, DelayIsExactModelledTime) {
   StreamOptions o;
   o.clock = ClockKind::Virtual;
   Stream s = Stream::host(o);
-  Event a(Backend::Host, 0), b(Backend::Host, 0);
+  Event a(Backend::Host, 0, Timing::On), b(Backend::Host, 0, Timing::On);
   s.record(a);
   kernels::delay(s, 0.0125);
   kernels::delay(s, 0.5, kernels::DelayMode::Busy);

@@ -69,6 +69,7 @@ class Worker {
   int max_mb_ = 0;
   Buffer acc_, momentum_;
   std::vector<Slot> slots_;
+  Slot eval_;  // evaluate()'s own staging buffers (x, y, pinned_x, pinned_y), made on first use
 };
 
 }  // namespace nbsgd::engine
