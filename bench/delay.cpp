@@ -85,6 +85,10 @@ int main(int argc, char** argv) {
     backends.push_back(Backend::Cuda);
   } else {
     std::printf("no GPU (%s): host rows only\n", gpus.fallback_reason.c_str());
+    if (gpu_required()) {  // NBSGD_REQUIRE_GPU=1: a GPU check must not pass without one
+      std::printf("NBSGD_REQUIRE_GPU is set: failing\n");
+      return 1;
+    }
   }
   const std::vector<double> requests{10e-6, 30e-6, 100e-6, 300e-6, 1e-3, 3e-3, 10e-3};
 

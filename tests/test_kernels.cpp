@@ -1,7 +1,9 @@
+#include "bodies/gather_body.h"
 #include "bodies/kernels_body.h"
 
 namespace nbsgd::test {
 NBSGD_BACKEND_SUITE(KernelsTest, Backend::Host);
+NBSGD_BACKEND_SUITE(GatherTest, Backend::Host);
 
 TEST(KernelsVirtual, DelayIsExactModelledTime) {
   StreamOptions o;

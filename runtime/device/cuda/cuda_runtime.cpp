@@ -22,7 +22,7 @@ namespace {
 // too; doing it here as well, at static initialisation of the only file that holds
 // the backend's streams, also covers programs (tests, benches) that make a CUDA
 // stream without discovering devices first. See kCudaMaxConnections for why.
-const std::string g_connections = raise_cuda_connections();
+[[maybe_unused]] const std::string g_connections = raise_cuda_connections();
 
 class CudaEventImpl final : public EventImpl {
  public:
