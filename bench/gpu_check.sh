@@ -29,7 +29,7 @@ rows=()  # "name<TAB>status<TAB>seconds<TAB>detail"
 
 # step NAME LIMIT CMD...: runs CMD under min(LIMIT, time left), output in NAME.log.
 step() {
-  local name=$1 limit=$2 t0 rc secs left st log
+  local name=$1 limit=$2 t0 rc secs left st log detail
   shift 2
   log=$OUT/$(printf '%s' "$name" | tr '/: ()' '_____').log
   left=$((deadline - $(date +%s)))
@@ -48,7 +48,11 @@ step() {
     124|137) st=TIMEOUT; status=1 ;;
     *) st="FAILED($rc)"; status=1 ;;
   esac
-  rows+=("$name"$'\t'"$st"$'\t'"$secs"$'\t'"$(tail -1 "$log" | tr '\t' ' ' | cut -c1-100)")
+  # The line that says why: a gtest failure's message, else the log's last line.
+  detail=$(awk '/: Failure$/ { getline; if ($0 == "Failed") getline; print; exit }' "$log")
+  [ -n "$detail" ] || detail=$(tail -1 "$log")
+  if [ "$st" = ok ] && grep -q '"skipped"' "$OUT/$name.json" 2>/dev/null; then st=SKIPPED; fi
+  rows+=("$name"$'\t'"$st"$'\t'"$secs"$'\t'"$(printf '%s' "$detail" | tr '\t' ' ' | cut -c1-110)")
   return $rc
 }
 

@@ -15,6 +15,7 @@
 # their bodies, the GPU benches), lib/ (every shared library they need that such a
 # container lacks: oneDNN, OpenBLAS, the OpenMP runtime, fmt, spdlog, toml++, ...,
 # found with ldd), data/fashion-mnist (10,000 training and 2,000 test images, IDX),
+# profiles/ (the straggler profiles),
 # run.sh (the runner: scripts/bundle_run.sh), gpu_check.sh and torch_throughput.py.
 # RPATHs are $ORIGIN-relative (patchelf), so the tree works wherever it is unpacked.
 #
@@ -76,6 +77,7 @@ for b in "${BENCHES[@]}"; do cp "$build/bench/$b" "$stage/bin/"; done
 cp scripts/bundle_run.sh "$stage/run.sh"
 cp bench/gpu_check.sh "$stage/gpu_check.sh"
 cp bench/torch_throughput.py "$stage/torch_throughput.py"
+cp -r profiles "$stage/profiles"
 chmod +x "$stage/run.sh" "$stage/gpu_check.sh"
 python3 scripts/bundle_data.py "$data" "$stage/data/fashion-mnist" --train 10000 --test 2000
 printf 'nbsgd %s (git %s), CUDA architectures %s, built %s on %s\n' \

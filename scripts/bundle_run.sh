@@ -72,7 +72,7 @@ else
   echo "GPUs: no nvidia-smi"
 fi
 export LD_LIBRARY_PATH=$libpath${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export NBSGD_BINARY=$BUNDLE/bin/nbsgd NBSGD_DATA_DIR=$BUNDLE/data/fashion-mnist
+export NBSGD_BINARY=$BUNDLE/bin/nbsgd NBSGD_DATA_DIR=$BUNDLE/data/fashion-mnist NBSGD_PROFILES_DIR=$BUNDLE/profiles
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 
 cmd=${1:-check}

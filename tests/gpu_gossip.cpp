@@ -8,6 +8,7 @@
 #include <cmath>
 #include <string>
 
+#include "runtime/device/check.h"
 #include "runtime/device/device.h"
 #include "runtime/train/gossip_engine.h"
 #include "support/backend_test.h"
@@ -39,7 +40,11 @@ class GossipGpu : public testing::Test {
 #if !NBSGD_HAVE_CUDA
     NBSGD_SKIP_WITHOUT_GPU("built without the CUDA backend");
 #else
-    gpus_ = discover_devices();
+    try {
+      gpus_ = discover_devices();  // throws for a broken GPU set-up and under NBSGD_REQUIRE_GPU=1
+    } catch (const Error& e) {
+      GTEST_FAIL() << e.what();
+    }
     if (gpus_.backend != Backend::Cuda) NBSGD_SKIP_WITHOUT_GPU("no GPU: " + gpus_.fallback_reason);
     // Four workers: four GPUs when there are, else SM partitions of GPU 0.
     devices_ = gpus_.devices.size() >= 4 ? "0,1,2,3" : "0:0.25,0:0.25,0:0.25,0:0.25";

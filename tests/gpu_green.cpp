@@ -30,7 +30,11 @@ class GreenTest : public testing::Test {
 #if !NBSGD_HAVE_CUDA
     NBSGD_SKIP_WITHOUT_GPU("built without the CUDA backend");
 #else
-    gpus_ = discover_devices();
+    try {
+      gpus_ = discover_devices();  // throws for a broken GPU set-up and under NBSGD_REQUIRE_GPU=1
+    } catch (const Error& e) {
+      GTEST_FAIL() << e.what();
+    }
     if (gpus_.backend != Backend::Cuda) NBSGD_SKIP_WITHOUT_GPU("no GPU: " + gpus_.fallback_reason);
 #endif
   }

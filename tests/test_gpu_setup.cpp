@@ -216,6 +216,7 @@ TEST(SmSplit, PartitionThatCannotBeMadeIsAnError) {
 // The fallback paths need a machine where CUDA cannot be used (as here); on a GPU
 // machine discovery succeeds and they are not reached.
 bool cuda_usable() {
+  ScopedEnv not_required("NBSGD_REQUIRE_GPU", nullptr);
   DiscoverOptions o;
   o.probe.dev_dir = "/nonexistent";
   o.probe.nvidia_smi = "";
@@ -305,6 +306,16 @@ TEST_F(VisibleGpu, EveryDiscoveringCommandExitsNonZeroWithOneLine) {
   EXPECT_EQ(host.exit_code, 0) << host.output;
 }
 
+TEST_F(VisibleGpu, RequiredGpuMakesTheFallbackAnError) {
+  DiscoverOptions o;
+  o.probe = probe();
+  ScopedEnv req("NBSGD_REQUIRE_GPU", "1");
+  const std::string m = expect_error([&] { discover_devices(o); });
+  EXPECT_EQ(m.rfind("NBSGD_REQUIRE_GPU is set, but no GPU can be used: ", 0), 0u) << m;
+  o.host_workers = 2;  // asked for host workers explicitly: no error
+  EXPECT_EQ(discover_devices(o).devices.size(), 2u);
+}
+
 TEST(GpuRequired, FollowsTheVariable) {
   {
     ScopedEnv e("NBSGD_REQUIRE_GPU", nullptr);
@@ -332,6 +343,7 @@ TEST(CudaConnections, RaisedUnlessTheUserChose) {
   }
   // Discovery raises it before its first CUDA call.
   ScopedEnv e("CUDA_DEVICE_MAX_CONNECTIONS", nullptr);
+  ScopedEnv not_required("NBSGD_REQUIRE_GPU", nullptr);
   DiscoverOptions o;
   o.probe.dev_dir = "/nonexistent";
   o.probe.nvidia_smi = "";

@@ -92,6 +92,9 @@ DeviceList discover_devices(const DiscoverOptions& opt) {
       throw Error("a GPU is visible (" + seen + ") but CUDA cannot use it: " + why +
                   "; fix the driver or the CUDA set-up, or pass --host-workers N to train on host workers");
   }
+  if (gpu_required())
+    throw Error("NBSGD_REQUIRE_GPU is set, but no GPU can be used: " + why +
+                " (unset it, or pass --host-workers N, to run on host workers)");
   return host_devices(opt.default_host_workers, why);
 }
 

@@ -68,11 +68,13 @@ struct DiscoverOptions {
 // A broken GPU set-up must not pass for a machine without a GPU: when CUDA cannot be
 // used but a GPU is visible (opt.probe), this throws an Error whose one line names
 // the GPU seen and why CUDA failed (an old driver, a build without CUDA, ...).
+// Likewise under NBSGD_REQUIRE_GPU=1 whenever CUDA cannot be used (bench/gpu_check.sh).
 // --host-workers N (opt.host_workers > 0) still gives host workers on such a box.
 DeviceList discover_devices(const DiscoverOptions& opt = {});
 
-// NBSGD_REQUIRE_GPU=1 (or any value but "" and "0"): GPU tests and benches that
-// would skip for want of a GPU fail instead (bench/gpu_check.sh sets it).
+// NBSGD_REQUIRE_GPU=1 (or any value but "" and "0"): GPU tests, benches and nbsgd
+// commands that would skip or fall back for want of a GPU fail instead
+// (bench/gpu_check.sh sets it).
 bool gpu_required();
 
 // Raises CUDA_DEVICE_MAX_CONNECTIONS to `connections` unless the user set it; returns

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "runtime/device/buffer.h"
+#include "runtime/device/check.h"
 #include "runtime/device/device.h"
 #include "runtime/device/stream.h"
 
@@ -42,7 +43,14 @@ class BackendTest : public testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
     if (GetParam() == Backend::Cuda) {
-      DeviceList l = discover_devices();
+      DeviceList l;
+      // Discovery throws for a visible but unusable GPU, and under NBSGD_REQUIRE_GPU=1
+      // when none can be used: both are failures, never skips.
+      try {
+        l = discover_devices();
+      } catch (const Error& e) {
+        GTEST_FAIL() << e.what();
+      }
       if (l.backend != Backend::Cuda) NBSGD_SKIP_WITHOUT_GPU("no GPU: " + l.fallback_reason);
       cuda_devices_ = static_cast<int>(l.devices.size());
     }
