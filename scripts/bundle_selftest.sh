@@ -93,6 +93,7 @@ check() {  # check NAME CMD...
 check "unpack and find the CUDA libraries" /opt/bundle/run.sh "/opt/bundle/$(basename "$archive")" env
 check "ldd on every bundled binary and library" /opt/nbsgd/run.sh ldd-check
 check "nbsgd devices" /opt/nbsgd/run.sh exec nbsgd devices
+rm -rf "$fs/tmp/selftest-run"
 check "nbsgd train on the bundled data" /opt/nbsgd/run.sh exec nbsgd train --net lenet \
   --data-dir /opt/nbsgd/data/fashion-mnist --steps 20 --batch 64 --split 4 --test-limit 1000 --out /tmp/selftest-run
 for t in "$fs"/opt/nbsgd/bin/test_*; do
