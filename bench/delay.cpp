@@ -49,7 +49,7 @@ Row measure(Backend b, kernels::DelayMode mode, double req, int warmup, int reps
   Stream s = b == Backend::Cuda ? Stream::cuda(0, o) : Stream::host(o);
   std::vector<double> t;
   for (int r = 0; r < warmup + reps; ++r) {
-    Event a(b, 0), e(b, 0);
+    Event a(b, 0, Timing::On), e(b, 0, Timing::On);
     s.record(a);
     kernels::delay(s, req, mode);
     s.record(e);
@@ -80,7 +80,13 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   std::vector<Backend> backends{Backend::Host};
-  const DeviceList gpus = discover_devices();
+  DeviceList gpus;
+  try {
+    gpus = discover_devices();  // throws for a visible but unusable GPU, and under NBSGD_REQUIRE_GPU=1
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_delay: %s\n", e.what());
+    return 1;
+  }
   if (gpus.backend == Backend::Cuda) {
     backends.push_back(Backend::Cuda);
   } else {

@@ -2,7 +2,8 @@
 """PyTorch eager training samples/s on the nets and batches of bench_throughput
 (lenet: batch 128, 1x28x28; resnet20: batch 64, 3x32x32; mlp: batch 128), for the
 nbsgd/PyTorch ratio in bench/gpu_check.sh. Same step as bench_throughput: forward,
-softmax cross-entropy, backward, a plain SGD update. Random inputs.
+softmax cross-entropy, backward, a plain SGD update. Random inputs. TF32 is off
+(matmuls and cuDNN convolutions in full FP32), since nbsgd's FP32 is not TF32.
 
 Usage: torch_throughput.py --json FILE [--device cuda|cpu] [--seconds S] [--reps R]
 Exits 0 with {"skipped": reason} when torch (or the device) is missing.
@@ -72,10 +73,14 @@ def main():
         json.dump({"skipped": "torch sees no CUDA device"}, open(a.json, "w"))
         print("torch_throughput: skipped: torch sees no CUDA device")
         return 0
+    # Full FP32 as nbsgd computes it: no TF32 in matmuls or cuDNN convolutions.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
     dev = torch.device(a.device)
     sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
     rows = []
-    print(f"{'net':10} {'batch':>6} {'samples/s':>12} {'min':>12} {'max':>12}   torch {torch.__version__} on {a.device}")
+    print(f"{'net':10} {'batch':>6} {'samples/s':>12} {'min':>12} {'max':>12}   torch {torch.__version__} on {a.device}, TF32 off")
     for name, (make, batch, shape) in nets(nn).items():
         torch.manual_seed(1)
         model = make().to(dev)
@@ -107,7 +112,7 @@ def main():
                "min": min(rates), "max": max(rates)}
         rows.append(row)
         print(f"{name:10} {batch:6d} {row['samples_per_s']:12.1f} {row['min']:12.1f} {row['max']:12.1f}")
-    json.dump({"torch": torch.__version__, "device": a.device, "rows": rows}, open(a.json, "w"), indent=1)
+    json.dump({"torch": torch.__version__, "device": a.device, "tf32": False, "rows": rows}, open(a.json, "w"), indent=1)
     return 0
 
 

@@ -75,7 +75,7 @@ struct Row {
 // Times `op` reps times; `prepare` runs before each rep, outside the timed region.
 template <class Prep, class Op>
 std::vector<double> time_op(Stream& s, Backend b, int warmup, int reps, Prep prepare, Op op) {
-  Event a(b, 0), e(b, 0);
+  Event a(b, 0, Timing::On), e(b, 0, Timing::On);
   std::vector<double> t;
   for (int r = 0; r < warmup + reps; ++r) {
     prepare();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs every system package nbsgd's build, tests and benches need.
 # Idempotent: packages already present are skipped by apt-get; safe to re-run.
-# (libdnnl-dev's CMake config requires the OpenCL headers and ICD loader.)
+# (libdnnl-dev's CMake config requires the OpenCL headers and ICD loader; patchelf
+# and debootstrap serve the release bundle, scripts/bundle.sh and bundle_selftest.sh.)
 set -euo pipefail
 
 PKGS=(
@@ -12,6 +13,7 @@ PKGS=(
   zlib1g-dev libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
   python3-numpy
+  patchelf debootstrap
 )
 
 missing=()

@@ -19,7 +19,7 @@ TEST_P(DelayTest, EachVariantHoldsAtLeastTheRequestedTime) {
   Stream s = stream();
   for (auto mode : {kernels::DelayMode::Idle, kernels::DelayMode::Busy}) {
     for (double req : {20e-6, 200e-6, 2e-3, 10e-3}) {
-      Event a(backend(), 0), b(backend(), 0);
+      Event a(backend(), 0, Timing::On), b(backend(), 0, Timing::On);
       s.record(a);
       kernels::delay(s, req, mode);
       s.record(b);
@@ -36,7 +36,7 @@ TEST_P(DelayTest, EachVariantHoldsAtLeastTheRequestedTime) {
 TEST_P(DelayTest, ThrottleIsADutyCycle) {
   Stream s = stream();
   Buffer slot = device_buffer(sizeof(uint64_t));
-  Event a(backend(), 0), b(backend(), 0);
+  Event a(backend(), 0, Timing::On), b(backend(), 0, Timing::On);
   s.record(a);
   kernels::stamp(s, slot.as<uint64_t>());
   kernels::delay(s, 3e-3);

@@ -8,9 +8,12 @@
 #include <cmath>
 #include <string>
 
+#include "runtime/device/check.h"
 #include "runtime/device/device.h"
 #include "runtime/train/engine.h"
 #include "runtime/train/exchange.h"
+#include "support/backend_test.h"
+#include "support/test_support.h"
 
 namespace nbsgd::engine {
 namespace {
@@ -19,6 +22,7 @@ TrainConfig gossip_config(const std::string& exchange, const std::string& window
   TrainConfig c;
   c.net = "lenet";
   c.data = "fashion-mnist";
+  c.data_dir = test::fashion_mnist_dir();
   c.train_limit = 1024;
   c.test_limit = 256;
   c.exchange = exchange;
@@ -35,10 +39,14 @@ class GossipGpu : public testing::Test {
  protected:
   void SetUp() override {
 #if !NBSGD_HAVE_CUDA
-    GTEST_SKIP() << "built without the CUDA backend";
+    NBSGD_SKIP_WITHOUT_GPU("built without the CUDA backend");
 #else
-    gpus_ = discover_devices();
-    if (gpus_.backend != Backend::Cuda) GTEST_SKIP() << "no GPU: " << gpus_.fallback_reason;
+    try {
+      gpus_ = discover_devices();  // throws for a broken GPU set-up and under NBSGD_REQUIRE_GPU=1
+    } catch (const Error& e) {
+      GTEST_FAIL() << e.what();
+    }
+    if (gpus_.backend != Backend::Cuda) NBSGD_SKIP_WITHOUT_GPU("no GPU: " + gpus_.fallback_reason);
     // Four workers: four GPUs when there are, else SM partitions of GPU 0.
     devices_ = gpus_.devices.size() >= 4 ? "0,1,2,3" : "0:0.25,0:0.25,0:0.25,0:0.25";
 #endif

@@ -17,7 +17,7 @@ Stream virtual_stream(const char* name) {
 
 TEST(VirtualClock, HoldAdvancesOnlyModelledTime) {
   Stream s = virtual_stream("v");
-  Event a(Backend::Host, 0), b(Backend::Host, 0);
+  Event a(Backend::Host, 0, Timing::On), b(Backend::Host, 0, Timing::On);
   s.record(a);
   s.hold(0.25);
   s.host_task([] { std::this_thread::sleep_for(std::chrono::milliseconds(5)); }, 0.125);

@@ -4,6 +4,7 @@
 #include "kernels/basic.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/elementwise.h"
+#include "runtime/device/device_guard.h"
 
 NBSGD_INSTANTIATE_1D(nbsgd::kernels::FillOp);
 NBSGD_INSTANTIATE_1D(nbsgd::kernels::ScaleOp);
@@ -13,7 +14,7 @@ namespace nbsgd::kernels::cuda {
 
 void sum(void* stream, int device, const float* x, size_t n, float* out) {
   auto st = static_cast<cudaStream_t>(stream);
-  NBSGD_CUDA_CHECK(device, cudaSetDevice(device));
+  DeviceGuard guard(device);
   size_t temp_bytes = 0;
   NBSGD_CUDA_CHECK(device, cub::DeviceReduce::Sum(nullptr, temp_bytes, x, out, n, st));
   void* temp = nullptr;
@@ -48,7 +49,7 @@ __global__ void delay_busy(unsigned long long ns, float* sink) {
 void delay(void* stream, int device, double seconds, DelayMode mode) {
   auto st = static_cast<cudaStream_t>(stream);
   const auto ns = static_cast<unsigned long long>(seconds * 1e9);
-  NBSGD_CUDA_CHECK(device, cudaSetDevice(device));
+  DeviceGuard guard(device);
   if (mode == DelayMode::Idle) {
     delay_idle<<<1, 32, 0, st>>>(ns);
   } else {

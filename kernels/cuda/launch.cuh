@@ -7,6 +7,7 @@
 
 #include "kernels/launch.h"
 #include "runtime/device/cuda/cuda_check.h"
+#include "runtime/device/device_guard.h"
 
 namespace nbsgd::kernels::detail {
 
@@ -20,9 +21,9 @@ void launch_cuda_1d(void* stream, int device, size_t n, const F& f) {
   constexpr int kBlock = 256;
   // Enough blocks to fill any current GPU; the grid-stride loop covers the rest.
   const size_t blocks = std::min<size_t>((n + kBlock - 1) / kBlock, 65535);
-  // Any host thread may launch on any worker's stream: make its device current
-  // (a no-op when it already is).
-  NBSGD_CUDA_CHECK(device, cudaSetDevice(device));
+  // Any host thread may launch on any worker's stream: its device is current for
+  // the launch, and the caller's current device is back afterwards.
+  DeviceGuard guard(device);
   grid_stride_1d<<<static_cast<unsigned>(blocks), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(n, f);
   NBSGD_CUDA_CHECK(device, cudaGetLastError());
 }

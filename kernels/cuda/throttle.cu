@@ -1,5 +1,6 @@
 #include "kernels/throttle.h"
 #include "runtime/device/cuda/cuda_check.h"
+#include "runtime/device/device_guard.h"
 
 namespace nbsgd::kernels::cuda {
 namespace {
@@ -29,14 +30,14 @@ __global__ void throttle_busy(const uint64_t* slot, double factor, double extra_
 }  // namespace
 
 void stamp(void* stream, int device, uint64_t* slot) {
-  NBSGD_CUDA_CHECK(device, cudaSetDevice(device));
+  DeviceGuard guard(device);
   stamp_kernel<<<1, 1, 0, static_cast<cudaStream_t>(stream)>>>(slot);
   NBSGD_CUDA_CHECK(device, cudaGetLastError());
 }
 
 void throttle(void* stream, int device, const uint64_t* slot, double factor, double extra_s, DelayMode mode) {
   auto st = static_cast<cudaStream_t>(stream);
-  NBSGD_CUDA_CHECK(device, cudaSetDevice(device));
+  DeviceGuard guard(device);
   if (mode == DelayMode::Idle) {
     throttle_idle<<<1, 32, 0, st>>>(slot, factor, extra_s);
   } else {

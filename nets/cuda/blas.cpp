@@ -4,11 +4,13 @@
 
 #include "nets/layers/blas.h"
 #include "runtime/device/cuda/cuda_check.h"
+#include "runtime/device/device_guard.h"
 
 namespace nbsgd::nets::cuda {
 
 void gemm(void* cublas, void* stream, int device, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
           const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc) {
+  DeviceGuard g(device);  // cuBLAS calls run on the current device: the handle's
   auto h = static_cast<cublasHandle_t>(cublas);
   // The handle is shared by the context's streams: bind it to this one per call.
   NBSGD_CUBLAS_CHECK(device, cublasSetStream(h, static_cast<cudaStream_t>(stream)));

@@ -1,5 +1,7 @@
 #include "runtime/device/context.h"
 
+#include <fmt/format.h>
+
 #include <cstdio>
 
 #include "runtime/device/check.h"
@@ -44,10 +46,16 @@ DeviceContext::DeviceContext(const Device& device, ClockKind clock)
 }
 
 void DeviceContext::make_partition_streams() {
-  std::string why = "this build has no CUDA backend";
+  // A partition that cannot be made is an error: running the worker on the whole
+  // GPU instead (with a throttle standing in for the missing SMs) would measure
+  // another machine than the one asked for.
+  std::string why = "this build has no CUDA backend (NBSGD_CUDA=OFF)";
 #if NBSGD_HAVE_CUDA
+  const std::vector<double> shares = device_.gpu_shares.empty() ? std::vector<double>{device_.sm_fraction}
+                                                                 : device_.gpu_shares;
+  const int index = device_.gpu_shares.empty() ? 0 : device_.share_index;
   try {
-    auto part = cuda_backend::GreenPartition::create(device_.ordinal, device_.sm_fraction);
+    auto part = cuda_backend::GreenPartition::create(device_.ordinal, shares, index);
     for (auto [stream, role] : {std::pair{&compute_, "compute"}, std::pair{&comm_, "comm"}, std::pair{&copy_, "copy"}}) {
       StreamOptions opt;
       opt.name = std::string(role) + "/" + std::to_string(device_.index);
@@ -59,17 +67,11 @@ void DeviceContext::make_partition_streams() {
     return;
   } catch (const Error& e) {
     why = e.what();
-    compute_ = Stream();
-    comm_ = Stream();
-    copy_ = Stream();
   }
 #endif
-  fallback_slowdown_ = 1.0 / device_.sm_fraction;
-  std::fprintf(stderr, "nbsgd: device %d (GPU %d, SM fraction %g): no green context (%s); plain streams, throttled %.3gx\n",
-               device_.index, device_.ordinal, device_.sm_fraction, why.c_str(), fallback_slowdown_);
-  compute_ = make_stream(device_, clock_, "compute");
-  comm_ = make_stream(device_, clock_, "comm");
-  copy_ = make_stream(device_, clock_, "copy");
+  throw Error("device " + std::to_string(device_.index) + " (GPU " + std::to_string(device_.ordinal) +
+                  ", SM share " + fmt::format("{:g}", device_.sm_fraction) + "): cannot make its SM partition: " + why,
+              device_.index);
 }
 
 DeviceContext::DeviceContext(DeviceContext&&) noexcept = default;
@@ -78,7 +80,8 @@ DeviceContext::~DeviceContext() = default;
 
 void* DeviceContext::cublas() {
   NBSGD_CHECK_DEV(device_.index, backend() == Backend::Cuda, "cuBLAS handle on a host device");
-  if (!handles_->cublas) handles_->cublas = cuda_backend::create_cublas(device_.ordinal);
+  // On a partition, cuBLAS sizes its grids for the partition's SMs, not the GPU's.
+  if (!handles_->cublas) handles_->cublas = cuda_backend::create_cublas(device_.ordinal, partition_sms_);
   return handles_->cublas;
 }
 

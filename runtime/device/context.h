@@ -4,8 +4,9 @@
 //
 // An SM partition of a GPU (device kind "cuda-partition", `--devices 0:0.25`)
 // makes its three streams in a green context holding its share of the SMs
-// (runtime/device/cuda/green_context.h). Where green contexts are missing it uses plain
-// streams, says so in one line, and asks the engine for a throttle instead.
+// (runtime/device/cuda/green_context.h); its cuBLAS handle targets that many SMs.
+// Where the partition cannot be made, the constructor throws an Error naming the
+// device and its share.
 #pragma once
 
 #include <memory>
@@ -28,19 +29,22 @@ class DeviceContext {
   Stream& compute() { return compute_; }
   Stream& comm() { return comm_; }
   Stream& copy() { return copy_; }
-  // A new event on this device.
-  Event event() const { return Event(device_.backend, device_.ordinal); }
+  // A new event on this device; Timing::On only for events that time something.
+  Event event(Timing timing = Timing::Off) const { return Event(device_.backend, device_.ordinal, timing); }
 
   // CUDA only: cublasHandle_t / cudnnHandle_t as void*, bound to no stream; callers
   // set the stream before each call.
   void* cublas();
   void* cudnn();
 
-  // SM partitions: the SMs its green context holds (0: not a partition, or no
-  // green context), and the slowdown the engine's throttle must add in place of
-  // missing green contexts (1 / sm_fraction then, else 1).
+  // SM partitions: the SMs its green context holds (0: not a partition). A
+  // partition is a green context or an error, never a throttled whole GPU.
   int partition_sms() const { return partition_sms_; }
-  double fallback_slowdown() const { return fallback_slowdown_; }
+
+  // cuDNN: only deterministic algorithms (--deterministic). Read by the
+  // convolutions when they pick their algorithms, so set it before building a model.
+  void set_deterministic(bool on) { deterministic_ = on; }
+  bool deterministic() const { return deterministic_; }
 
  private:
   void make_partition_streams();
@@ -49,7 +53,7 @@ class DeviceContext {
   ClockKind clock_;
   std::shared_ptr<void> partition_;  // the green context: declared first, so it outlives the streams
   int partition_sms_ = 0;
-  double fallback_slowdown_ = 1.0;
+  bool deterministic_ = false;
   Stream compute_, comm_, copy_;
   std::unique_ptr<Handles> handles_;
 };

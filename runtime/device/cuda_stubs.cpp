@@ -11,7 +11,7 @@ namespace {
 }
 }  // namespace
 
-std::unique_ptr<EventImpl> make_event(int) { no_cuda("CUDA event"); }
+std::unique_ptr<EventImpl> make_event(int, bool) { no_cuda("CUDA event"); }
 double event_elapsed_s(const EventImpl&, const EventImpl&) { no_cuda("cudaEventElapsedTime"); }
 std::unique_ptr<StreamImpl> make_stream(int, void*, bool, const std::string&) { no_cuda("CUDA stream"); }
 bool query_devices(std::vector<Device>&, std::vector<std::vector<int>>&, std::string& why) {
@@ -27,7 +27,10 @@ void copy_async(void*, int, void*, const void*, size_t) { no_cuda("cudaMemcpyAsy
 void copy_peer_async(void*, void*, int, const void*, int, size_t) { no_cuda("cudaMemcpyPeerAsync"); }
 void enable_peer_access(int, int) { no_cuda("cudaDeviceEnablePeerAccess"); }
 void set_current_device(int) { no_cuda("cudaSetDevice"); }
-void* create_cublas(int) { no_cuda("cublasCreate"); }
+int current_device() { no_cuda("cudaGetDevice"); }
+void restore_current_device(int) noexcept {}
+bool can_access_peer(int, int) { return false; }
+void* create_cublas(int, int) { no_cuda("cublasCreate"); }
 void destroy_cublas(int, void*) {}
 void* create_cudnn(int) { no_cuda("cudnnCreate"); }
 void destroy_cudnn(int, void*) {}

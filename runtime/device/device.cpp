@@ -1,6 +1,11 @@
 #include "runtime/device/device.h"
 
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <regex>
 #include <sstream>
 
 #include "runtime/device/check.h"
@@ -24,17 +29,72 @@ DeviceList host_devices(int n, const std::string& reason) {
   return list;
 }
 
+GpuProbe GpuProbe::from_env() {
+  GpuProbe p;
+  if (const char* d = std::getenv("NBSGD_GPU_PROBE_DEV")) p.dev_dir = d;
+  if (const char* s = std::getenv("NBSGD_GPU_PROBE_SMI")) p.nvidia_smi = s;
+  return p;
+}
+
+std::string visible_gpu(const GpuProbe& probe) {
+  namespace fs = std::filesystem;
+  // /dev/nvidia0, /dev/nvidia1, ...: one node per GPU (nvidiactl and nvidia-uvm
+  // exist with the driver alone and do not count).
+  static const std::regex node("nvidia[0-9]+");
+  std::error_code ec;
+  for (fs::directory_iterator it(probe.dev_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (std::regex_match(name, node)) return it->path().string();
+  }
+  if (probe.nvidia_smi.empty()) return "";
+  const std::string cmd = probe.nvidia_smi + " -L 2>/dev/null";
+  std::unique_ptr<FILE, int (*)(FILE*)> p(popen(cmd.c_str(), "r"), pclose);
+  if (!p) return "";
+  static const std::regex gpu_line("GPU [0-9]+:.*");
+  char line[512];
+  while (std::fgets(line, sizeof line, p.get())) {
+    std::string l(line);
+    while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
+    if (std::regex_match(l, gpu_line)) return "nvidia-smi: " + l;
+  }
+  return "";
+}
+
+bool gpu_required() {
+  const char* v = std::getenv("NBSGD_REQUIRE_GPU");
+  return v && *v && std::string(v) != "0";
+}
+
+std::string raise_cuda_connections(int connections) {
+  // overwrite = 0: a value the user chose wins.
+  setenv("CUDA_DEVICE_MAX_CONNECTIONS", std::to_string(connections).c_str(), 0);
+  return std::getenv("CUDA_DEVICE_MAX_CONNECTIONS");
+}
+
 DeviceList discover_devices(const DiscoverOptions& opt) {
   if (opt.host_workers > 0) {
     return host_devices(opt.host_workers,
                         "host backend requested with --host-workers " + std::to_string(opt.host_workers));
   }
+  raise_cuda_connections();  // before the first CUDA call below
   DeviceList list;
   std::string why;
   if (cuda_backend::query_devices(list.devices, list.peer_access, why)) {
     list.backend = Backend::Cuda;
     return list;
   }
+  // CUDA_VISIBLE_DEVICES="" or -1 hides the GPUs on purpose: host workers then.
+  const char* cvd = std::getenv("CUDA_VISIBLE_DEVICES");
+  const bool hidden = cvd && (std::string(cvd).empty() || std::string(cvd) == "-1");
+  if (!hidden) {
+    const std::string seen = visible_gpu(opt.probe);
+    if (!seen.empty())
+      throw Error("a GPU is visible (" + seen + ") but CUDA cannot use it: " + why +
+                  "; fix the driver or the CUDA set-up, or pass --host-workers N to train on host workers");
+  }
+  if (gpu_required())
+    throw Error("NBSGD_REQUIRE_GPU is set, but no GPU can be used: " + why +
+                " (unset it, or pass --host-workers N, to run on host workers)");
   return host_devices(opt.default_host_workers, why);
 }
 
@@ -43,6 +103,19 @@ static int parse_int(const std::string& s, const std::string& flag_value) {
   long v = std::strtol(s.c_str(), &end, 10);
   if (s.empty() || *end != '\0') throw InputError("--devices " + flag_value + ": '" + s + "' is not a device index");
   return static_cast<int>(v);
+}
+
+// Every partition of a GPU carries the whole GPU's plan: the split is done once.
+static void attach_gpu_plans(std::vector<Device>& devices) {
+  std::map<int, std::vector<double>> shares;
+  for (const Device& d : devices)
+    if (d.kind == "cuda-partition") shares[d.ordinal].push_back(d.sm_fraction);
+  std::map<int, int> seen;
+  for (Device& d : devices)
+    if (d.kind == "cuda-partition") {
+      d.gpu_shares = shares[d.ordinal];
+      d.share_index = seen[d.ordinal]++;
+    }
 }
 
 DeviceList select_devices(const DeviceList& available, const std::string& spec) {
@@ -78,10 +151,16 @@ DeviceList select_devices(const DeviceList& available, const std::string& spec) 
     picked.push_back(i);
   }
   if (out.devices.empty()) throw InputError("--devices: empty device list");
-  out.peer_access.assign(picked.size(), std::vector<int>(picked.size(), 0));
-  for (size_t a = 0; a < picked.size(); ++a)
+  attach_gpu_plans(out.devices);
+  // Row by row: GCC 12 misreads the nested assign(n, vector(n)) at -O3 here
+  // (a false -Wfree-nonheap-object).
+  out.peer_access.resize(picked.size());
+  for (size_t a = 0; a < picked.size(); ++a) {
+    std::vector<int>& row = out.peer_access[a];
+    row.clear();
     for (size_t b = 0; b < picked.size(); ++b)
-      out.peer_access[a][b] = picked[a] == picked[b] ? 1 : available.peer_access[picked[a]][picked[b]];
+      row.push_back(picked[a] == picked[b] ? 1 : available.peer_access[picked[a]][picked[b]]);
+  }
   return out;
 }
 

@@ -16,11 +16,12 @@ double steady_now_s() {
 
 // ---------------------------------------------------------------- Event
 Event::Event() = default;
-Event::Event(Backend backend, int device) {
+Event::Event(Backend backend, int device, Timing timing) {
+  const bool timed = timing == Timing::On;
   if (backend == Backend::Host) {
-    impl_ = std::make_unique<HostEventImpl>();
+    impl_ = std::make_unique<HostEventImpl>(timed);
   } else {
-    impl_ = cuda_backend::make_event(device);
+    impl_ = cuda_backend::make_event(device, timed);
   }
 }
 Event::Event(Event&&) noexcept = default;
@@ -28,6 +29,7 @@ Event& Event::operator=(Event&&) noexcept = default;
 Event::~Event() = default;
 
 Backend Event::backend() const { return impl_->backend(); }
+bool Event::timed() const { return impl_->timed(); }
 bool Event::query() const { return impl_->query(); }
 void Event::synchronize() const { impl_->synchronize(); }
 double Event::host_timestamp() const { return impl_->host_timestamp(); }
@@ -35,6 +37,7 @@ double Event::host_timestamp() const { return impl_->host_timestamp(); }
 double Event::elapsed_s(const Event& start, const Event& end) {
   NBSGD_CHECK(start.valid() && end.valid(), "elapsed_s on an empty event");
   NBSGD_CHECK(start.backend() == end.backend(), "elapsed_s across backends");
+  NBSGD_CHECK(start.timed() && end.timed(), "elapsed_s needs events made with Timing::On (the others record no time)");
   if (start.backend() == Backend::Host) return end.host_timestamp() - start.host_timestamp();
   return cuda_backend::event_elapsed_s(*start.impl(), *end.impl());
 }

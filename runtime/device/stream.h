@@ -22,23 +22,31 @@ namespace nbsgd {
 class StreamImpl;
 class EventImpl;
 
+// Whether an event records time. Timing costs a timestamp write per record on the
+// GPU and keeps the driver from taking its fast path for events, so only the events
+// that measure something ask for it; Event::elapsed_s refuses the others on both
+// backends (the host mirrors CUDA's rule so host tests catch a missing Timing::On).
+enum class Timing { Off, On };
+
 class Event {
  public:
   Event();
-  Event(Backend backend, int device);
+  Event(Backend backend, int device, Timing timing = Timing::Off);
   Event(Event&&) noexcept;
   Event& operator=(Event&&) noexcept;
   ~Event();
 
   bool valid() const { return impl_ != nullptr; }
   Backend backend() const;
+  bool timed() const;
   // True when the most recent record has completed (or nothing was ever recorded).
   bool query() const;
   void synchronize() const;
   // Host backend only: the completion time of the latest record, in seconds on the
   // clock of the stream it was recorded on (virtual time, or steady_now_s()).
   double host_timestamp() const;
-  // Seconds from `start` to `end`, both completed, both on the same backend.
+  // Seconds from `start` to `end`, both completed, both on the same backend, both
+  // created with Timing::On.
   static double elapsed_s(const Event& start, const Event& end);
 
   EventImpl* impl() const { return impl_.get(); }
@@ -117,7 +125,9 @@ class EventImpl {
  public:
   virtual ~EventImpl() = default;
   virtual Backend backend() const = 0;
+  virtual bool timed() const = 0;
   virtual bool query() const = 0;
+  // Blocks the calling thread without spinning a core (CUDA: blocking sync).
   virtual void synchronize() const = 0;
   virtual double host_timestamp() const = 0;
 };

@@ -34,6 +34,7 @@ struct TrainConfig {
   std::string profile;         // name or path of a TOML profile
   std::string ceiling;         // rates file of nbsgd devices --measure: summary gains efficiency
   int inflight = 2;
+  bool deterministic = false;  // cuDNN: deterministic algorithms only (DeviceContext::set_deterministic)
   DurationModel model;
 
   // batch

@@ -27,9 +27,11 @@ Engine::Impl::Impl(const TrainConfig& cfg) : s(make_setup(cfg)) {
   }
   const size_t per_slot = exchange ? exchange->readback_floats() : 2 * size_t(n());
   readback = Buffer::pinned(s->devices.backend, kSlots * per_slot * sizeof(float));
+  // The real clock on GPUs reads step times from events (relative to a base event).
+  const Timing timing = !s->virtual_clock && s->devices.backend == Backend::Cuda ? Timing::On : Timing::Off;
   step_done.resize(kSlots);
   for (auto& row : step_done)
-    for (auto& w : s->workers) row.push_back(w->ctx().event());
+    for (auto& w : s->workers) row.push_back(w->ctx().event(timing));
   if (!s->cfg.resume.empty()) load_checkpoint(s->cfg.resume);
 }
 
@@ -177,7 +179,7 @@ RunSummary Engine::Impl::run(const std::function<void(const StepRecord&)>& on_st
   host_base = steady_now_s() - driver->now();
   if (!s->virtual_clock && s->devices.backend == Backend::Cuda) {
     for (auto& w : s->workers) {
-      base_events.push_back(w->ctx().event());
+      base_events.push_back(w->ctx().event(Timing::On));
       base_t.push_back(driver->now());
       w->ctx().comm().record(base_events.back());
     }

@@ -128,16 +128,8 @@ std::unique_ptr<Setup> make_setup(const TrainConfig& c) {
   for (int i = 0; i < N; ++i)
     s->workers.push_back(std::make_unique<Worker>(i, s->devices.devices[i],
                                                   s->virtual_clock ? ClockKind::Virtual : ClockKind::Real, cfg.net, b,
-                                                  cfg.inflight + 2, cfg.seed, host_threads));
-  // An SM partition without a green context runs on the whole GPU: the throttle
-  // stands in for the SMs it should not have (DeviceContext::fallback_slowdown).
-  for (int i = 0; i < N; ++i) {
-    const double f = s->workers[i]->ctx().fallback_slowdown();
-    if (f == 1.0) continue;
-    auto& fn = s->profile.devices[i].slowdown_fn;
-    fn.base *= f;
-    for (auto& seg : fn.segments) seg.value *= f;
-  }
+                                                  cfg.inflight + 2, cfg.seed, host_threads,
+                                                  cfg.deterministic));
   nets::Model& m0 = s->workers[0]->model();
   const data::Dataset& tr = s->data.train;
   if (m0.input_channels() != tr.c || m0.input_height() != tr.h || m0.input_width() != tr.w)

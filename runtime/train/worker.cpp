@@ -7,12 +7,14 @@
 #include "kernels/throttle.h"
 #include "nets/optim/commit.h"
 #include "runtime/device/check.h"
+#include "runtime/device/device_guard.h"
 
 namespace nbsgd::engine {
 
 Worker::Worker(int index, const Device& device, ClockKind clock, const std::string& net, int max_mini_batch,
-               int slots, uint64_t seed, int host_threads)
+               int slots, uint64_t seed, int host_threads, bool deterministic)
     : index_(index), ctx_(std::make_unique<DeviceContext>(device, clock)), max_mb_(max_mini_batch) {
+  ctx_->set_deterministic(deterministic);  // read by the convolutions as the model is built
   if (device.backend == Backend::Host) {
     // OpenMP's thread count is per thread: set it on each stream's own thread.
     for (Stream* s : {&ctx_->compute(), &ctx_->comm(), &ctx_->copy()})
@@ -74,19 +76,27 @@ void Worker::stage_and_compute(int k, const data::Dataset& ds, const std::vector
 
 std::pair<double, double> Worker::evaluate(const data::Dataset& ds, int batch) {
   batch = std::min(batch, max_mb_);
-  Buffer out(ctx_->backend(), ctx_->device().ordinal, 2 * sizeof(float));
+  DeviceGuard guard(ctx_->backend(), ctx_->device().ordinal);
+  const Backend b = ctx_->backend();
+  const int dev = ctx_->device().ordinal;
+  const int64_t sample = ds.sample_size();
+  // Evaluation's own staging buffers: a slot's may still be the target of a queued
+  // gather and copy of a cancelled mini-batch when evaluation runs mid-training.
+  if (eval_.x.bytes() < size_t(max_mb_ * sample) * sizeof(float)) {
+    eval_.pinned_x = Buffer::pinned(b, max_mb_ * sample * sizeof(float));
+    eval_.pinned_y = Buffer::pinned(b, max_mb_ * sizeof(int32_t));
+    eval_.x = Buffer(b, dev, max_mb_ * sample * sizeof(float));
+    eval_.y = Buffer(b, dev, max_mb_ * sizeof(int32_t));
+  }
+  Buffer out(b, dev, 2 * sizeof(float));
   Stream& compute = ctx_->compute();
   compute.wait(update_done);
   std::vector<float> zero2(2, 0.0f);
   copy_async(compute, out.data(), zero2.data(), 2 * sizeof(float));
-  std::vector<int32_t> idx;
   double loss = 0, correct = 0;
   for (int64_t i = 0; i < ds.n; i += batch) {
     const int n = static_cast<int>(std::min<int64_t>(batch, ds.n - i));
-    idx.resize(n);
-    for (int j = 0; j < n; ++j) idx[j] = static_cast<int32_t>(i + j);
-    Slot& s = slots_[0];
-    const int64_t sample = ds.sample_size();
+    Slot& s = eval_;
     ds.copy_range(i, n, s.pinned_x.as<float>());
     std::memcpy(s.pinned_y.data(), ds.labels.data() + i, n * sizeof(int32_t));
     copy_async(compute, s.x.data(), s.pinned_x.data(), n * sample * sizeof(float));

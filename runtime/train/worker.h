@@ -29,8 +29,9 @@ class Worker {
  public:
   // host_threads: OpenMP threads the host backend's streams of this worker may use
   // (cores shared among the host workers, so N workers do not oversubscribe them).
+  // deterministic: cuDNN picks deterministic algorithms only (--deterministic).
   Worker(int index, const Device& device, ClockKind clock, const std::string& net, int max_mini_batch, int slots,
-         uint64_t seed, int host_threads = 1);
+         uint64_t seed, int host_threads = 1, bool deterministic = false);
 
   int index() const { return index_; }
   DeviceContext& ctx() { return *ctx_; }
@@ -76,6 +77,7 @@ class Worker {
   int max_mb_ = 0;
   Buffer acc_, momentum_;
   std::vector<Slot> slots_;
+  Slot eval_;  // evaluate()'s own staging buffers (x, y, pinned_x, pinned_y), made on first use
   bool host_counts_ = false;
   std::atomic<int64_t> staged_{0}, computed_{0};
 };

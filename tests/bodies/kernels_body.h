@@ -67,7 +67,7 @@ TEST_P(KernelsTest, SumMatchesDoubleReference) {
 
 TEST_P(KernelsTest, DelayHoldsTheStreamAtLeastAsLongAsAsked) {
   Stream s = stream();
-  Event a(backend(), 0), b(backend(), 0);
+  Event a(backend(), 0, Timing::On), b(backend(), 0, Timing::On);
   s.record(a);
   kernels::delay(s, 0.002, kernels::DelayMode::Idle);
   kernels::delay(s, 0.001, kernels::DelayMode::Busy);

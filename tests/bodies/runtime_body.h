@@ -69,7 +69,7 @@ TEST_P(RuntimeTest, CrossStreamWaitOrdersWork) {
 
 TEST_P(RuntimeTest, ElapsedTimeIsOrderedAndNonNegative) {
   Stream s = stream();
-  Event e0(backend(), 0), e1(backend(), 0);
+  Event e0(backend(), 0, Timing::On), e1(backend(), 0, Timing::On);
   s.record(e0);
   s.host_task([] { std::this_thread::sleep_for(std::chrono::milliseconds(2)); });
   s.record(e1);

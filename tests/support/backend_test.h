@@ -1,7 +1,9 @@
 // Kokkos-style backend parametrisation: a test body is written once as a TEST_P on
 // BackendTest (or a subclass) in tests/bodies/, and instantiated for the host
 // backend in tests/test_*.cpp and for CUDA in tests/gpu_*.cpp (ctest label `gpu`).
-// CUDA cases skip, printing the reason, when no GPU can be used.
+// CUDA cases skip, printing the reason, when no GPU can be used; with
+// NBSGD_REQUIRE_GPU=1 they fail instead (NBSGD_SKIP_WITHOUT_GPU), so that a broken
+// GPU set-up cannot pass for a run of the GPU tests.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "runtime/device/buffer.h"
+#include "runtime/device/check.h"
 #include "runtime/device/device.h"
 #include "runtime/device/stream.h"
 
@@ -18,6 +21,17 @@ namespace nbsgd {
 // Readable parameter names in ctest listings.
 inline void PrintTo(Backend b, std::ostream* os) { *os << to_string(b); }
 }  // namespace nbsgd
+
+// In a test's SetUp or body: skips with the reason, or fails with it under
+// NBSGD_REQUIRE_GPU=1.
+#define NBSGD_SKIP_WITHOUT_GPU(reason)                                                           \
+  do {                                                                                           \
+    if (::nbsgd::gpu_required()) {                                                               \
+      GTEST_FAIL() << "NBSGD_REQUIRE_GPU is set, but no GPU can be used: " << (reason);          \
+    } else {                                                                                     \
+      GTEST_SKIP() << (reason);                                                                  \
+    }                                                                                            \
+  } while (0)
 
 namespace nbsgd::test {
 
@@ -29,8 +43,15 @@ class BackendTest : public testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
     if (GetParam() == Backend::Cuda) {
-      DeviceList l = discover_devices();
-      if (l.backend != Backend::Cuda) GTEST_SKIP() << "no GPU: " << l.fallback_reason;
+      DeviceList l;
+      // Discovery throws for a visible but unusable GPU, and under NBSGD_REQUIRE_GPU=1
+      // when none can be used: both are failures, never skips.
+      try {
+        l = discover_devices();
+      } catch (const Error& e) {
+        GTEST_FAIL() << e.what();
+      }
+      if (l.backend != Backend::Cuda) NBSGD_SKIP_WITHOUT_GPU("no GPU: " + l.fallback_reason);
       cuda_devices_ = static_cast<int>(l.devices.size());
     }
   }

@@ -18,8 +18,18 @@ std::string make_temp_dir(const std::string& tag) {
   return tmpl;
 }
 
+std::string nbsgd_binary() {
+  const char* b = std::getenv("NBSGD_BINARY");
+  return b && *b ? b : NBSGD_BINARY;
+}
+
+std::string fashion_mnist_dir() {
+  const char* d = std::getenv("NBSGD_DATA_DIR");
+  return d && *d ? d : "/usr/share/datasets/fashion-mnist";
+}
+
 CommandResult run_nbsgd(const std::string& args) {
-  std::string cmd = std::string(NBSGD_BINARY) + " " + args + " 2>&1";
+  std::string cmd = nbsgd_binary() + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) throw std::runtime_error("popen failed: " + cmd);
   std::string out;

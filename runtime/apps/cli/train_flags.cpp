@@ -9,6 +9,8 @@ namespace nbsgd::cli {
 void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
   app.add_option("--net", c.net, "Net: a built-in name (mlp, lenet, resnet20, vgg11-cifar, resnet18-cifar; see nbsgd describe-net) or a .toml description")->capture_default_str();
   app.add_option("--data", c.data, "Data: fashion-mnist, synthetic-cifar, or npy:DIR (x_train.npy, y_train.npy, x_test.npy, y_test.npy)")->capture_default_str();
+  app.add_flag("--deterministic", c.deterministic,
+               "cuDNN: deterministic convolution algorithms only (repeatable GPU runs; may be slower)");
   app.add_option("--data-dir", c.data_dir, "Fashion-MNIST IDX files (plain or .gz)")->capture_default_str();
   app.add_option("--train-limit", c.train_limit, "Use only the first N training samples (0: all)")->capture_default_str();
   app.add_option("--test-limit", c.test_limit, "Evaluate on the first N test samples only (0: all)")

@@ -7,6 +7,7 @@
 #include "runtime/device/comm/in_process.h"
 #include "runtime/device/comm/nccl.h"
 #include "runtime/device/comm/ops.h"
+#include "runtime/device/peer.h"
 
 namespace nbsgd::comm {
 
@@ -21,6 +22,7 @@ bool nccl_applies(const std::vector<DeviceContext*>& workers) {
 }
 
 std::unique_ptr<AllReduce> make_all_reduce(const std::vector<DeviceContext*>& workers) {
+  enable_peer_access(workers);
 #if NBSGD_HAVE_CUDA
   if (nccl_applies(workers)) return make_nccl_all_reduce(workers);
 #endif
@@ -28,6 +30,7 @@ std::unique_ptr<AllReduce> make_all_reduce(const std::vector<DeviceContext*>& wo
 }
 
 std::unique_ptr<GossipExchange> make_gossip_exchange(const std::vector<DeviceContext*>& workers) {
+  enable_peer_access(workers);
 #if NBSGD_HAVE_CUDA
   if (nccl_applies(workers)) return make_nccl_gossip(workers);
 #endif

@@ -16,7 +16,9 @@ struct Device;
 
 namespace nbsgd::cuda_backend {
 
-std::unique_ptr<EventImpl> make_event(int device);
+// timed = false: cudaEventDisableTiming. Every event blocks its waiter
+// (cudaEventBlockingSync; runtime/device/event_flags.h).
+std::unique_ptr<EventImpl> make_event(int device, bool timed);
 double event_elapsed_s(const EventImpl& start, const EventImpl& end);
 // native == nullptr: create a new non-blocking stream.
 std::unique_ptr<StreamImpl> make_stream(int device, void* native, bool owned, const std::string& name);
@@ -36,9 +38,15 @@ void copy_async(void* stream, int device, void* dst, const void* src, size_t byt
 void copy_peer_async(void* stream, void* dst, int dst_device, const void* src, int src_device, size_t bytes);
 void enable_peer_access(int device, int peer);
 void set_current_device(int device);
+int current_device();
+void restore_current_device(int device) noexcept;
+// Peer access from `device` to `peer` memory (cudaDeviceCanAccessPeer).
+bool can_access_peer(int device, int peer);
 
 // Library handles owned by a DeviceContext (cublasHandle_t, cudnnHandle_t as void*).
-void* create_cublas(int device);
+// sm_target > 0 (an SM partition): cublasSetSmCountTarget, so cuBLAS sizes its grids
+// for the partition's SMs instead of the whole GPU's.
+void* create_cublas(int device, int sm_target = 0);
 void destroy_cublas(int device, void* h);
 void* create_cudnn(int device);
 void destroy_cudnn(int device, void* h);

@@ -3,15 +3,17 @@
 #include <cuda.h>  // types and constants only: the functions come from the entry points
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
-#include <cmath>
 #include <map>
 #include <mutex>
 #include <type_traits>
 #include <vector>
 
 #include "runtime/device/check.h"
+#include "runtime/device/device_guard.h"
+#include "runtime/device/sm_split.h"
 
 namespace nbsgd::cuda_backend {
 
@@ -73,22 +75,19 @@ void check(CUresult r, const char* call, int ordinal) {
 }
 #define NBSGD_CU(ordinal, call) check((call), #call, (ordinal))
 
-// What is left of each GPU's SMs for further partitions. One process drives all
-// virtual devices of a GPU, and their SM sets must not overlap, so the split state
-// is per GPU, not per context. A split's remainder can only be split again once it
-// backs a green context ("holder"), which is kept until the GPU's last partition goes.
+// The one split of each GPU, shared by its live partitions. One process drives all
+// virtual devices of a GPU and their SM sets must not overlap, so the split state
+// is per GPU, not per context; it is redone only once the GPU's last partition went.
 struct GpuSplit {
   int live = 0;
-  CUdevResource remaining{};
-  std::vector<CUgreenCtx> holders;
+  int total = 0;                     // SMs of the whole GPU
+  std::vector<double> shares;        // the plan it was split for
+  SmSplitPlan plan;
+  std::vector<CUdevResource> groups;  // plan.groups groups of plan.unit SMs
+  std::vector<bool> taken;           // per share: a live partition holds it
 };
 std::mutex g_mutex;
 std::map<int, GpuSplit> g_split;
-
-void release_holders(GpuSplit& s) {
-  for (CUgreenCtx h : s.holders) driver().cuGreenCtxDestroy(h);
-  s.holders.clear();
-}
 
 }  // namespace
 
@@ -107,64 +106,74 @@ bool green_contexts_available(int ordinal, std::string& why) {
   return true;
 }
 
-std::shared_ptr<GreenPartition> GreenPartition::create(int ordinal, double fraction) {
-  if (!(fraction > 0.0 && fraction <= 1.0)) throw Error(fmt::format("SM fraction {} is not in (0, 1]", fraction));
+std::shared_ptr<GreenPartition> GreenPartition::create(int ordinal, const std::vector<double>& shares, int index) {
+  NBSGD_CHECK_DEV(ordinal, index >= 0 && index < static_cast<int>(shares.size()),
+                  fmt::format("GPU {}: partition {} of {} shares", ordinal, index, shares.size()));
   std::string why;
   if (!green_contexts_available(ordinal, why)) throw Error(why, ordinal);
   const DriverApi& api = driver();
   // The runtime initialises the driver and the primary context; the green
   // contexts share the primary context's memory, so buffers need no copies.
-  if (cudaSetDevice(ordinal) != cudaSuccess || cudaFree(nullptr) != cudaSuccess)
-    throw Error(fmt::format("GPU {}: cannot initialise the CUDA context", ordinal), ordinal);
+  {
+    DeviceGuard g(ordinal);
+    if (cudaFree(nullptr) != cudaSuccess)
+      throw Error(fmt::format("GPU {}: cannot initialise the CUDA context", ordinal), ordinal);
+  }
   CUdevice dev = 0;
   NBSGD_CU(ordinal, api.cuDeviceGet(&dev, ordinal));
-  CUdevResource full{};
-  NBSGD_CU(ordinal, api.cuDeviceGetDevResource(dev, &full, CU_DEV_RESOURCE_TYPE_SM));
-  const unsigned total = full.sm.smCount;
-  const unsigned align = std::max(1u, full.sm.smCoscheduledAlignment);
-  const unsigned min_size = std::max(1u, full.sm.minSmPartitionSize);
-  unsigned want = static_cast<unsigned>(std::lround(fraction * total / align)) * align;
-  want = std::clamp(want, min_size, total);
 
   std::lock_guard<std::mutex> lk(g_mutex);
   GpuSplit& s = g_split[ordinal];
   if (s.live == 0) {
-    release_holders(s);
-    s.remaining = full;
-  }
-  if (want > s.remaining.sm.smCount)
-    throw Error(fmt::format("GPU {}: SM fraction {} needs {} of its {} SMs, only {} are left by the other partitions",
-                            ordinal, fraction, want, total, s.remaining.sm.smCount),
+    // The one split for every partition of this GPU.
+    CUdevResource full{};
+    NBSGD_CU(ordinal, api.cuDeviceGetDevResource(dev, &full, CU_DEV_RESOURCE_TYPE_SM));
+    SmGeometry g;
+    g.total = static_cast<int>(full.sm.smCount);
+    g.min_size = static_cast<int>(std::max(1u, full.sm.minSmPartitionSize));
+    g.alignment = static_cast<int>(std::max(1u, full.sm.smCoscheduledAlignment));
+    SmSplitPlan plan = plan_sm_split(g, shares, ordinal);
+    std::vector<CUdevResource> groups(static_cast<size_t>(plan.groups));
+    unsigned made = static_cast<unsigned>(plan.groups);
+    CUdevResource rest{};
+    NBSGD_CU(ordinal, api.cuDevSmResourceSplitByCount(groups.data(), &made, &full, &rest, 0,
+                                                      static_cast<unsigned>(plan.unit)));
+    if (made != static_cast<unsigned>(plan.groups))
+      throw Error(fmt::format("GPU {}: the driver made {} groups of {} SMs, the plan for shares {} needs {}", ordinal,
+                              made, plan.unit, fmt::join(shares, ","), plan.groups),
+                  ordinal);
+    for (const CUdevResource& r : groups)
+      if (r.sm.smCount != static_cast<unsigned>(plan.unit))
+        throw Error(fmt::format("GPU {}: the driver made a group of {} SMs, the plan asked for {}", ordinal,
+                                r.sm.smCount, plan.unit),
+                    ordinal);
+    s.total = g.total;
+    s.shares = shares;
+    s.plan = std::move(plan);
+    s.groups = std::move(groups);
+    s.taken.assign(shares.size(), false);
+  } else if (s.shares != shares) {
+    throw Error(fmt::format("GPU {}: partition shares {} differ from those of its live partitions ({})", ordinal,
+                            fmt::join(shares, ","), fmt::join(s.shares, ",")),
                 ordinal);
-  CUdevResource group{}, rest{};
-  unsigned groups = 1;
-  NBSGD_CU(ordinal, api.cuDevSmResourceSplitByCount(&group, &groups, &s.remaining, &rest, 0, want));
-  if (groups < 1) throw Error(fmt::format("GPU {}: could not split off {} SMs", ordinal, want), ordinal);
-
+  }
+  if (s.taken[static_cast<size_t>(index)])
+    throw Error(fmt::format("GPU {}: SM share {} (partition {}) is already in use", ordinal, shares[index], index),
+                ordinal);
+  int first = 0;
+  for (int k = 0; k < index; ++k) first += s.plan.counts[static_cast<size_t>(k)];
+  const int count = s.plan.counts[static_cast<size_t>(index)];
   CUdevResourceDesc desc = nullptr;
-  NBSGD_CU(ordinal, api.cuDevResourceGenerateDesc(&desc, &group, 1));
+  NBSGD_CU(ordinal, api.cuDevResourceGenerateDesc(&desc, s.groups.data() + first, static_cast<unsigned>(count)));
   CUgreenCtx ctx = nullptr;
   NBSGD_CU(ordinal, api.cuGreenCtxCreate(&ctx, desc, dev, CU_GREEN_CTX_DEFAULT_STREAM));
-  try {
-    if (rest.sm.smCount > 0) {
-      CUdevResourceDesc rest_desc = nullptr;
-      NBSGD_CU(ordinal, api.cuDevResourceGenerateDesc(&rest_desc, &rest, 1));
-      CUgreenCtx holder = nullptr;
-      NBSGD_CU(ordinal, api.cuGreenCtxCreate(&holder, rest_desc, dev, CU_GREEN_CTX_DEFAULT_STREAM));
-      s.holders.push_back(holder);
-      NBSGD_CU(ordinal, api.cuGreenCtxGetDevResource(holder, &s.remaining, CU_DEV_RESOURCE_TYPE_SM));
-    } else {
-      s.remaining = rest;
-    }
-  } catch (...) {
-    api.cuGreenCtxDestroy(ctx);
-    throw;
-  }
+  s.taken[static_cast<size_t>(index)] = true;
   ++s.live;
   std::shared_ptr<GreenPartition> p(new GreenPartition());
   p->ordinal_ = ordinal;
-  p->sms_ = static_cast<int>(group.sm.smCount);
-  p->total_ = static_cast<int>(total);
+  p->index_ = index;
+  p->sms_ = s.plan.sms(static_cast<size_t>(index));
+  p->total_ = s.total;
   p->ctx_ = ctx;
   return p;
 }
@@ -175,7 +184,8 @@ GreenPartition::~GreenPartition() {
   if (r != CUDA_SUCCESS) log_error(__FILE__, __LINE__, ordinal_, "cuGreenCtxDestroy", std::to_string(int(r)));
   std::lock_guard<std::mutex> lk(g_mutex);
   GpuSplit& s = g_split[ordinal_];
-  if (--s.live == 0) release_holders(s);
+  s.taken[static_cast<size_t>(index_)] = false;
+  if (--s.live == 0) s = GpuSplit{};
 }
 
 void* GreenPartition::create_stream() {

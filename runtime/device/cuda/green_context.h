@@ -6,21 +6,26 @@
 // never links libcuda, so its binaries still start on machines without a driver
 // (runtime/cuda is compiled only with the CUDA backend; this header has no CUDA
 // includes). Green contexts need a 12.4+ driver; where they are missing, create()
-// throws and the caller falls back (DeviceContext: a plain stream plus the throttle).
+// throws, and DeviceContext turns that into an error naming the device and its
+// share: a partition never silently becomes a throttled whole GPU.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace nbsgd::cuda_backend {
 
 class GreenPartition {
  public:
-  // About `fraction` of GPU `ordinal`'s SMs, rounded to the hardware's granularity
-  // (sm_90: multiples of 8), disjoint from the partitions of that GPU that are
-  // still alive. Throws nbsgd::Error with a one-line reason where green contexts
-  // are unavailable or too few SMs are left.
-  static std::shared_ptr<GreenPartition> create(int ordinal, double fraction);
+  // Partition `index` of GPU `ordinal` split into `shares` (every partition of that
+  // GPU, in order; runtime/device/sm_split.h): its share of the SMs rounded down to
+  // the hardware's step (sm_90: 8), disjoint from the others. The first partition
+  // made while none of the GPU's is alive does the one split for all of them; later
+  // ones must name the same shares. Throws nbsgd::Error with a one-line reason
+  // naming the GPU and the share where green contexts are unavailable or the
+  // shares cannot be met.
+  static std::shared_ptr<GreenPartition> create(int ordinal, const std::vector<double>& shares, int index);
   ~GreenPartition();
   GreenPartition(const GreenPartition&) = delete;
   GreenPartition& operator=(const GreenPartition&) = delete;
@@ -35,6 +40,7 @@ class GreenPartition {
  private:
   GreenPartition() = default;
   int ordinal_ = 0;
+  int index_ = 0;
   int sms_ = 0;
   int total_ = 0;
   void* ctx_ = nullptr;  // CUgreenCtx

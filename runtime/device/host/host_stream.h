@@ -39,14 +39,16 @@ struct HostEventState {
 
 class HostEventImpl final : public EventImpl {
  public:
-  HostEventImpl() : state_(std::make_shared<HostEventState>()) {}
+  explicit HostEventImpl(bool timed = false) : timed_(timed), state_(std::make_shared<HostEventState>()) {}
   Backend backend() const override { return Backend::Host; }
+  bool timed() const override { return timed_; }
   bool query() const override;
   void synchronize() const override;
   double host_timestamp() const override;
   const std::shared_ptr<HostEventState>& state() const { return state_; }
 
  private:
+  bool timed_;
   std::shared_ptr<HostEventState> state_;
 };
 

@@ -4,13 +4,14 @@
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/launch.cuh"
+#include "runtime/device/device_guard.h"
 #include "runtime/device/comm/device_launch.h"
 
 namespace nbsgd::comm::detail {
 
 template <class F>
 void launch_cuda_on_device(void* stream, int device, size_t n, const F& f) {
-  NBSGD_CUDA_CHECK(device, cudaSetDevice(device));
+  DeviceGuard guard(device);
   kernels::detail::launch_cuda_1d(stream, device, n, f);
 }
 
