@@ -2,7 +2,7 @@
 
 #include "nets/optim/ops.h"
 #include "runtime/device/check.h"
-#include "runtime/device/comm/device_launch.h"
+#include "kernels/launch.h"
 
 namespace nbsgd::optim {
 
@@ -19,8 +19,8 @@ void fused_sgd_update(Stream& s, float* params, float* momentum, float* accumula
                  static_cast<float>(cfg.weight_decay),
                  cfg.nesterov,
                  static_cast<float>(cfg.count_ref)};
-  comm::launch_on_device(s, P, op);
-  comm::launch_on_device(s, 2, ZeroOp{accumulator + P});
+  kernels::launch_1d(s, P, op);
+  kernels::launch_1d(s, 2, ZeroOp{accumulator + P});
 }
 
 void SgdReference::step(std::vector<float>& params, std::vector<float>& accumulator, double lr,

@@ -23,7 +23,7 @@
 
 #include "nets/optim/commit.h"
 #include "runtime/device/check.h"
-#include "runtime/device/comm/device_launch.h"
+#include "kernels/launch.h"
 #include "runtime/device/comm/ops.h"
 #include "runtime/train/sim_event.h"
 #include "runtime/train/trainer.h"
@@ -40,135 +40,180 @@ constexpr uint64_t kNeighbourStream = 0xAD95;
 
 }  // namespace
 
+namespace {
+
+// The AD-PSGD event loop's state: per-worker iteration counters, the models'
+// reservations (an average waits until neither model is being averaged), the
+// neighbour-picking streams, and the round being accumulated for the log.
+class AdpsgdLoop {
+ public:
+  explicit AdpsgdLoop(Engine::Impl& e)
+      : e_(e), s_(*e.s), N_(e.n()), nb_(e.gossip->graph.neighbours()),
+        avg_ns_(ns(s_.cfg.model.gossip_s(s_.P * sizeof(float), 1))), upd_ns_(ns(s_.cfg.model.update_s(s_.P))),
+        iter_(N_, 0), lock_(N_, 0) {
+    for (int w = 0; w < N_; ++w) {
+      pick_.push_back(straggler::device_stream(s_.cfg.seed, w, kNeighbourStream));
+      grad_ready_.push_back(s_.workers[w]->ctx().event());
+      q_.push({0, kIterStart, w, seq_++, 0, -1});
+    }
+    reset_round();
+  }
+
+  struct Round {
+    StepRecord rec;
+    double loss_sum = 0, n = 0;
+  };
+  // Runs events until a round of N iterations is complete; returns it.
+  Round next_round() {
+    for (;;) {
+      NBSGD_CHECK(!q_.empty(), "AD-PSGD: no event left");
+      const SimEvent ev = q_.top();
+      q_.pop();
+      if (ev.type == kIterStart) {
+        start_iteration(ev);
+      } else if (ev.type == kGradDone) {
+        gradient_done(ev);
+      } else if (average(ev)) {
+        Round r{std::move(rec_), round_loss_, round_n_};
+        reset_round();
+        return r;
+      }
+    }
+  }
+
+ private:
+  // Stall, then the batch's m mini-batches at the model read now.
+  void start_iteration(const SimEvent& ev) {
+    const int w = ev.worker;
+    Worker& wk = *s_.workers[w];
+    const auto& dev = s_.profile.devices[w];
+    const int64_t it = iter_[w];
+    straggler::Rng stall_rng = step_stream(s_.profile, w, it, straggler::RngPurpose::Stall);
+    straggler::Rng delay_rng = step_stream(s_.profile, w, it, straggler::RngPurpose::Delay);
+    int64_t busy = ns(dev.draw_stall_s(stall_rng, it));
+    rec_.delay_s[w] += s_of(busy);
+    const int b = s_.cfg.batch / s_.cfg.split;
+    for (int k = 0; k < s_.cfg.split; ++k) {
+      auto mb = s_.queue->take(b);
+      NBSGD_CHECK(mb.has_value(), "AD-PSGD: the epoch queue ran dry");
+      const int size = static_cast<int>(mb->indices.size());
+      const int64_t c = ns(s_.cfg.model.compute_s(s_.flops, size));
+      const int64_t injected = ns((dev.slowdown(it) - 1.0) * s_of(c)) + ns(dev.draw_delay_s(delay_rng, it));
+      rec_.delay_s[w] += s_of(injected);
+      busy += c + injected;
+      const int slot = k % wk.slots();
+      wk.stage_and_compute(slot, s_.data.train, mb->indices);
+      optim::commit(wk.ctx().compute(), wk.slot(slot).scratch.as<float>(), wk.accumulator(), s_.P);
+      wk.ctx().compute().record(wk.slot(slot).done);
+      s_.queue->commit(*mb);
+      ++rec_.finished[w];
+    }
+    wk.ctx().compute().record(grad_ready_[w]);
+    q_.push({ev.t + busy, kGradDone, w, seq_++, it, -1});
+  }
+
+  // Pick one neighbour and reserve both models.
+  void gradient_done(const SimEvent& ev) {
+    const int w = ev.worker;
+    const auto& mine = nb_[static_cast<size_t>(w)];
+    int j = -1;
+    int64_t start = std::max(ev.t, lock_[w]);
+    if (!mine.empty()) {
+      j = mine[static_cast<size_t>(pick_[w].next_u64() % mine.size())];
+      start = std::max(start, lock_[j]);
+      lock_[j] = start + avg_ns_;
+    }
+    lock_[w] = start + (j >= 0 ? avg_ns_ : 0);
+    q_.push({start, kAverage, w, seq_++, ev.step, j});
+  }
+
+  // Atomic pairwise average, then w's own gradient step, on w's comm stream after
+  // both workers' queued gradient work (which reads their models). True when the
+  // round is complete.
+  bool average(const SimEvent& ev) {
+    const int w = ev.worker, j = ev.aux;
+    Worker& wk = *s_.workers[w];
+    Stream& cs = wk.ctx().comm();
+    cs.wait(grad_ready_[w]);
+    if (j >= 0) {
+      cs.wait(grad_ready_[j]);
+      comm::WeightedSumOp op{};
+      op.n = 2;
+      op.src[0] = std::min(w, j) == w ? wk.params() : s_.workers[j]->params();
+      op.src[1] = std::min(w, j) == w ? s_.workers[j]->params() : wk.params();
+      op.w[0] = op.w[1] = 0.5f;
+      op.dst = wk.params();
+      kernels::launch_1d(cs, s_.P, op);
+      copy_async(cs, s_.workers[j]->params(), wk.params(), s_.P * sizeof(float));
+    }
+    float* tail = e_.readback.as<float>() + 2 * w;
+    copy_async(cs, tail, wk.accumulator() + s_.P, 2 * sizeof(float));
+    const double lr = s_.schedule.lr_at(e_.step);
+    optim::fused_sgd_update(cs, wk.params(), wk.momentum(), wk.accumulator(), s_.P, static_cast<float>(lr), s_.sgd,
+                            1.0f);
+    cs.record(wk.update_done);
+    // Later reads of x_w and x_j are enqueued after this point; finishing here
+    // keeps every read after the write it follows in virtual time.
+    cs.synchronize();
+    round_n_ += tail[0];
+    round_loss_ += tail[1];
+    const int64_t t_end = ev.t + (j >= 0 ? avg_ns_ : 0) + upd_ns_;
+    ++iter_[w];
+    q_.push({t_end, kIterStart, w, seq_++, iter_[w], -1});
+    if (++in_round_ < N_) return false;
+    rec_.lr = lr;
+    rec_.t = s_of(t_end);
+    rec_.samples = static_cast<int64_t>(round_n_);
+    rec_.loss = round_n_ > 0 ? round_loss_ / round_n_ : std::nan("");
+    rec_.skipped = round_n_ == 0;
+    rec_.window_s = 0;
+    return true;
+  }
+
+  void reset_round() {
+    rec_ = StepRecord();
+    rec_.step = e_.step;
+    rec_.epoch = s_.queue->current_epoch();
+    rec_.finished.assign(N_, 0);
+    rec_.delay_s.assign(N_, 0.0);
+    in_round_ = 0;
+    round_loss_ = round_n_ = 0;
+  }
+
+ private:
+  Engine::Impl& e_;
+  Setup& s_;
+  const int N_;
+  const std::vector<std::vector<int>> nb_;
+  const int64_t avg_ns_, upd_ns_;
+  std::vector<int64_t> iter_, lock_;
+  std::vector<straggler::Rng> pick_;
+  std::vector<Event> grad_ready_;
+  SimQueue q_;
+  int64_t seq_ = 0;
+  StepRecord rec_;
+  int in_round_ = 0;
+  double round_loss_ = 0, round_n_ = 0;
+};
+
+}  // namespace
+
 void Engine::Impl::run_adpsgd(const std::function<void(const StepRecord&)>& on_step, const std::atomic<bool>* stop,
                               RunSummary& sum) {
   if (stop_now(stop, sum)) return;
-  const TrainConfig& cfg = s->cfg;
-  const auto& workers = s->workers;
-  const size_t P = s->P;
-  auto& queue = s->queue;
-  const int N = n();
-  const int b = cfg.batch / cfg.split;
-  const auto nb = gossip->graph.neighbours();
-  const int64_t avg_ns = ns(cfg.model.gossip_s(P * sizeof(float), 1));
-  const int64_t upd_ns = ns(cfg.model.update_s(P));
-  std::vector<int64_t> iter(N, 0);
-  std::vector<int64_t> lock(N, 0);
-  std::vector<straggler::Rng> pick;
-  std::vector<Event> grad_ready;
-  for (int w = 0; w < N; ++w) {
-    pick.push_back(straggler::device_stream(cfg.seed, w, kNeighbourStream));
-    grad_ready.push_back(workers[w]->ctx().event());
-  }
-  SimQueue q;
-  int64_t seq = 0;
-  for (int w = 0; w < N; ++w) q.push({0, kIterStart, w, seq++, 0, -1});
-
-  // The round being accumulated.
-  StepRecord rec;
-  int in_round = 0;
-  double round_loss = 0, round_n = 0;
-  auto reset_round = [&] {
-    rec = StepRecord();
-    rec.step = step;
-    rec.epoch = queue->current_epoch();
-    rec.finished.assign(N, 0);
-    rec.delay_s.assign(N, 0.0);
-    in_round = 0;
-    round_loss = round_n = 0;
-  };
-  reset_round();
-
+  AdpsgdLoop loop(*this);
   for (;;) {
-    NBSGD_CHECK(!q.empty(), "AD-PSGD: no event left");
-    const SimEvent e = q.top();
-    q.pop();
-    const int w = e.worker;
-    Worker& wk = *workers[w];
-    const auto& dev = s->profile.devices[w];
-    if (e.type == kIterStart) {
-      const int64_t it = iter[w];
-      straggler::Rng stall_rng = step_stream(s->profile, w, it, straggler::RngPurpose::Stall);
-      straggler::Rng delay_rng = step_stream(s->profile, w, it, straggler::RngPurpose::Delay);
-      int64_t busy = ns(dev.draw_stall_s(stall_rng, it));
-      rec.delay_s[w] += s_of(busy);
-      for (int k = 0; k < cfg.split; ++k) {
-        auto mb = queue->take(b);
-        NBSGD_CHECK(mb.has_value(), "AD-PSGD: the epoch queue ran dry");
-        const int size = static_cast<int>(mb->indices.size());
-        const int64_t c = ns(cfg.model.compute_s(s->flops, size));
-        const int64_t injected = ns((dev.slowdown(it) - 1.0) * s_of(c)) + ns(dev.draw_delay_s(delay_rng, it));
-        rec.delay_s[w] += s_of(injected);
-        busy += c + injected;
-        const int slot = k % wk.slots();
-        wk.stage_and_compute(slot, s->data.train, mb->indices);
-        optim::commit(wk.ctx().compute(), wk.slot(slot).scratch.as<float>(), wk.accumulator(), P);
-        wk.ctx().compute().record(wk.slot(slot).done);
-        queue->commit(*mb);
-        ++rec.finished[w];
-      }
-      wk.ctx().compute().record(grad_ready[w]);
-      q.push({e.t + busy, kGradDone, w, seq++, it, -1});
-    } else if (e.type == kGradDone) {
-      const auto& mine = nb[static_cast<size_t>(w)];
-      int j = -1;
-      int64_t start = std::max(e.t, lock[w]);
-      if (!mine.empty()) {
-        j = mine[static_cast<size_t>(pick[w].next_u64() % mine.size())];
-        start = std::max(start, lock[j]);
-        lock[j] = start + avg_ns;
-      }
-      lock[w] = start + (j >= 0 ? avg_ns : 0);
-      q.push({start, kAverage, w, seq++, e.step, j});
-    } else {
-      // Atomic pairwise average, then w's own gradient step, on w's comm stream
-      // after both workers' queued gradient work (which reads their models).
-      Stream& cs = wk.ctx().comm();
-      cs.wait(grad_ready[w]);
-      const int j = e.aux;
-      if (j >= 0) {
-        cs.wait(grad_ready[j]);
-        comm::WeightedSumOp op{};
-        op.n = 2;
-        op.src[0] = std::min(w, j) == w ? wk.params() : workers[j]->params();
-        op.src[1] = std::min(w, j) == w ? workers[j]->params() : wk.params();
-        op.w[0] = op.w[1] = 0.5f;
-        op.dst = wk.params();
-        comm::launch_on_device(cs, P, op);
-        copy_async(cs, workers[j]->params(), wk.params(), P * sizeof(float));
-      }
-      float* tail = readback.as<float>() + 2 * w;
-      copy_async(cs, tail, wk.accumulator() + P, 2 * sizeof(float));
-      const double lr = s->schedule.lr_at(step);
-      optim::fused_sgd_update(cs, wk.params(), wk.momentum(), wk.accumulator(), P, static_cast<float>(lr), s->sgd, 1.0f);
-      cs.record(wk.update_done);
-      // Later reads of x_w and x_j are enqueued after this point; finishing here
-      // keeps every read after the write it follows in virtual time.
-      cs.synchronize();
-      round_n += tail[0];
-      round_loss += tail[1];
-      const int64_t t_end = e.t + (j >= 0 ? avg_ns : 0) + upd_ns;
-      ++iter[w];
-      q.push({t_end, kIterStart, w, seq++, iter[w], -1});
-      if (++in_round == N) {
-        rec.lr = lr;
-        rec.t = s_of(t_end);
-        rec.samples = static_cast<int64_t>(round_n);
-        rec.loss = round_n > 0 ? round_loss / round_n : std::nan("");
-        rec.skipped = round_n == 0;
-        rec.window_s = 0;
-        for (auto& wp : workers) wp->ctx().compute().synchronize();
-        rec.consensus = consensus();
-        adpsgd_clock = std::max(adpsgd_clock, rec.t);
-        losses.add(round_loss, round_n);
-        samples_total += rec.samples;
-        ++step;
-        after_step(rec, on_step);
-        if (stop_now(stop, sum)) break;
-        periodic();
-        reset_round();
-      }
-    }
+    AdpsgdLoop::Round r = loop.next_round();
+    StepRecord& rec = r.rec;
+    for (auto& w : s->workers) w->ctx().compute().synchronize();
+    rec.consensus = consensus();
+    adpsgd_clock = std::max(adpsgd_clock, rec.t);
+    losses.add(r.loss_sum, r.n);
+    samples_total += rec.samples;
+    ++step;
+    after_step(rec, on_step);
+    if (stop_now(stop, sum)) break;
+    periodic();
   }
 }
 

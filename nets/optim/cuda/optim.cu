@@ -1,7 +1,7 @@
 // CUDA instantiations of the optimizer's functors (nets/optim/ops.h).
 #include "nets/optim/ops.h"
-#include "runtime/device/comm/cuda/device_launch.cuh"
+#include "kernels/cuda/launch.cuh"
 
-NBSGD_INSTANTIATE_ON_DEVICE(nbsgd::optim::CommitOp);
-NBSGD_INSTANTIATE_ON_DEVICE(nbsgd::optim::ZeroOp);
-NBSGD_INSTANTIATE_ON_DEVICE(nbsgd::optim::SgdUpdateOp);
+NBSGD_INSTANTIATE_1D(nbsgd::optim::CommitOp);
+NBSGD_INSTANTIATE_1D(nbsgd::optim::ZeroOp);
+NBSGD_INSTANTIATE_1D(nbsgd::optim::SgdUpdateOp);

@@ -97,6 +97,52 @@ nlohmann::json step_json(const engine::StepRecord& r) {
   return j;
 }
 
+namespace {
+
+// The summary table at the end of a run, every number with its clock.
+void print_summary(const engine::TrainConfig& cfg, const engine::RunSummary& s,
+                   const std::optional<predict::MeasuredRates>& ceiling) {
+  std::fprintf(stderr, "%s", fmt::format("{:<22}{}\n", "steps", s.steps).c_str());
+  std::fprintf(stderr, "%s", fmt::format("{:<22}{} ({} complete)\n", "samples", s.samples, s.epochs_completed).c_str());
+  std::fprintf(stderr, "%s", fmt::format("{:<22}{:.3f} s ({} clock), wall {:.1f} s\n", "time", s.clock_s,
+                                         s.clock, s.wall_s)
+                                 .c_str());
+  std::fprintf(stderr, "%s", fmt::format("{:<22}{:.0f} ({} clock)\n", "samples/s", s.samples_per_s, s.clock).c_str());
+  if (ceiling)
+    std::fprintf(stderr, "%s",
+                 fmt::format("{:<22}{:.3f} of the ceiling {:.0f} samples/s\n", "efficiency",
+                             s.samples_per_s / ceiling->sum, ceiling->sum)
+                     .c_str());
+  std::fprintf(stderr, "%s",
+               fmt::format("{:<22}{:.4f} (mean over the last {} non-empty steps)\n", "final train loss",
+                           s.final_train_loss, engine::LossTracker::kWindow)
+                   .c_str());
+  std::fprintf(stderr, "%s",
+               fmt::format("{:<22}{:.4f} / {:.2f}% ({})\n", "test loss / accuracy", s.test_loss, 100 * s.test_accuracy,
+                           s.evaluated)
+                   .c_str());
+  if (cfg.target_loss > 0)
+    std::fprintf(stderr, "%s",
+                 fmt::format("{:<22}{}\n", "time to target",
+                             s.time_to_target_s ? fmt::format("{:.4f} s ({} clock)", *s.time_to_target_s, s.clock)
+                                                : "not reached")
+                     .c_str());
+  if (s.skipped_steps) std::fprintf(stderr, "%s", fmt::format("{:<22}{}\n", "skipped steps", s.skipped_steps).c_str());
+  if (s.wasted_minibatches || s.skipped_minibatches)
+    std::fprintf(stderr, "%s",
+                 fmt::format("{:<22}{} ran and were discarded, {} cancelled before they began\n",
+                             "cancelled", s.wasted_minibatches, s.skipped_minibatches)
+                     .c_str());
+  if (s.abandoned_holds)
+    std::fprintf(stderr, "%s",
+                 fmt::format("{:<22}{} injected stall(s)/delay(s) still running at the end were not waited for\n",
+                             "stalled workers", s.abandoned_holds)
+                     .c_str());
+  if (s.interrupted) std::fprintf(stderr, "interrupted: checkpoint and summary written\n");
+}
+
+}  // namespace
+
 RunResult run_training(const engine::TrainConfig& cfg, bool print) {
   namespace fs = std::filesystem;
   RunResult out;
@@ -179,45 +225,7 @@ RunResult run_training(const engine::TrainConfig& cfg, bool print) {
     }
     write_atomically(cfg.out_dir + "/summary.json", sj.dump(2) + "\n");
   }
-  if (print) {
-    std::fprintf(stderr, "%s", fmt::format("{:<22}{}\n", "steps", s.steps).c_str());
-    std::fprintf(stderr, "%s", fmt::format("{:<22}{} ({} complete)\n", "samples", s.samples, s.epochs_completed).c_str());
-    std::fprintf(stderr, "%s", fmt::format("{:<22}{:.3f} s ({} clock), wall {:.1f} s\n", "time", s.clock_s,
-                                           s.clock, s.wall_s)
-                                   .c_str());
-    std::fprintf(stderr, "%s", fmt::format("{:<22}{:.0f} ({} clock)\n", "samples/s", s.samples_per_s, s.clock).c_str());
-    if (ceiling)
-      std::fprintf(stderr, "%s",
-                   fmt::format("{:<22}{:.3f} of the ceiling {:.0f} samples/s\n", "efficiency",
-                               s.samples_per_s / ceiling->sum, ceiling->sum)
-                       .c_str());
-    std::fprintf(stderr, "%s",
-                 fmt::format("{:<22}{:.4f} (mean over the last {} non-empty steps)\n", "final train loss",
-                             s.final_train_loss, engine::LossTracker::kWindow)
-                     .c_str());
-    std::fprintf(stderr, "%s",
-                 fmt::format("{:<22}{:.4f} / {:.2f}% ({})\n", "test loss / accuracy", s.test_loss, 100 * s.test_accuracy,
-                             s.evaluated)
-                     .c_str());
-    if (cfg.target_loss > 0)
-      std::fprintf(stderr, "%s",
-                   fmt::format("{:<22}{}\n", "time to target",
-                               s.time_to_target_s ? fmt::format("{:.4f} s ({} clock)", *s.time_to_target_s, s.clock)
-                                                  : "not reached")
-                       .c_str());
-    if (s.skipped_steps) std::fprintf(stderr, "%s", fmt::format("{:<22}{}\n", "skipped steps", s.skipped_steps).c_str());
-    if (s.wasted_minibatches || s.skipped_minibatches)
-      std::fprintf(stderr, "%s",
-                   fmt::format("{:<22}{} ran and were discarded, {} cancelled before they began\n",
-                               "cancelled", s.wasted_minibatches, s.skipped_minibatches)
-                       .c_str());
-    if (s.abandoned_holds)
-      std::fprintf(stderr, "%s",
-                   fmt::format("{:<22}{} injected stall(s)/delay(s) still running at the end were not waited for\n",
-                               "stalled workers", s.abandoned_holds)
-                       .c_str());
-    if (s.interrupted) std::fprintf(stderr, "interrupted: checkpoint and summary written\n");
-  }
+  if (print) print_summary(cfg, s, ceiling);
   out.summary = s;
   out.virtual_clock = eng.virtual_clock();
   return out;

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "runtime/device/check.h"
-#include "runtime/device/comm/device_launch.h"
+#include "kernels/launch.h"
 #include "runtime/device/comm/ops.h"
 
 namespace nbsgd::comm {
@@ -110,7 +110,7 @@ void InProcessAllReduce::all_reduce_sum(const std::vector<float*>& buffers, size
           op.src[j] = slot;
         }
       }
-      launch_on_device(me.comm(), e - b, op);
+      kernels::launch_1d(me.comm(), e - b, op);
     }
     me.comm().record(phase1_[k]);
   }
@@ -198,7 +198,7 @@ void InProcessGossip::mix(const std::vector<float*>& x, size_t count, const MixW
       op.src[s] = source(i, list[s].first, x[static_cast<size_t>(list[s].first)], count, count, slot_index);
       op.w[s] = static_cast<float>(list[s].second);
     }
-    launch_on_device(w_[i]->comm(), count, op);
+    kernels::launch_1d(w_[i]->comm(), count, op);
     w_[i]->comm().record(read_done_[i]);
   }
   for (int i = 0; i < n; ++i) {
@@ -230,13 +230,13 @@ void InProcessGossip::fused_gossip_sgd(const std::vector<float*>& x, const std::
         op.acc[s] = source(i, list[s].first, acc[j], P + 2, P + 2, slot_index);
         op.w[s] = static_cast<float>(list[s].second);
       }
-      launch_on_device(w_[i]->comm(), P, op);
+      kernels::launch_1d(w_[i]->comm(), P, op);
     }
     w_[i]->comm().record(read_done_[i]);
   }
   for (int i = 0; i < n; ++i) {
     for (int r : readers[static_cast<size_t>(i)]) w_[i]->comm().wait(read_done_[r]);
-    launch_on_device(w_[i]->comm(), P + 2,
+    kernels::launch_1d(w_[i]->comm(), P + 2,
                      GossipFinishOp{P > 0 ? tmp_[i].as<float>() : nullptr, x[static_cast<size_t>(i)],
                                     acc[static_cast<size_t>(i)], P});
   }

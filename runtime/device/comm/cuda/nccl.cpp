@@ -6,7 +6,7 @@
 
 #include "runtime/device/buffer.h"
 #include "runtime/device/check.h"
-#include "runtime/device/comm/device_launch.h"
+#include "kernels/launch.h"
 #include "runtime/device/comm/nccl.h"
 #include "runtime/device/comm/ops.h"
 #include "runtime/device/cuda/cuda_check.h"
@@ -135,7 +135,7 @@ class NcclGossip final : public GossipExchange {
         op.src[s] = w[i][s].first == static_cast<int>(i) ? x[i] : recv_[i].as<float>() + slot++ * count;
         op.w[s] = static_cast<float>(w[i][s].second);
       }
-      launch_on_device(ws[i]->comm(), count, op);
+      kernels::launch_1d(ws[i]->comm(), count, op);
     }
   }
 
@@ -149,8 +149,8 @@ class NcclGossip final : public GossipExchange {
     check_weights(w, size());
     comms_.wait_ready(ready);
     for (size_t i = 0; i < ws.size(); ++i) {
-      launch_on_device(ws[i]->comm(), P, LocalSgdStepOp{x[i], acc[i], P, step.lr, step.weight_decay});
-      launch_on_device(ws[i]->comm(), 2, ClearOp{acc[i] + P});
+      kernels::launch_1d(ws[i]->comm(), P, LocalSgdStepOp{x[i], acc[i], P, step.lr, step.weight_decay});
+      kernels::launch_1d(ws[i]->comm(), 2, ClearOp{acc[i] + P});
     }
     mix(x, P, w, {});
   }
