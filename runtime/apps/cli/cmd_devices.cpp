@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/apps/cli/commands.h"
+#include "runtime/train/limits.h"
 #include "runtime/apps/cli/train_flags.h"
 #include "runtime/device/device.h"
 #include "runtime/apps/predict/measure.h"
@@ -90,7 +91,7 @@ void add_devices_command(CLI::App& root, Runner& out) {
   sub->add_option("--json", opt->json_file, "Print JSON instead of a table; with --measure, --json FILE writes it")
       ->expected(0, 1);
   sub->add_option("--host-workers", opt->host_workers, "Use N host workers instead of GPUs")
-      ->check(CLI::Range(1, 1024))
+      ->check(CLI::Range(1, engine::kMaxWorkers))
       ->capture_default_str();
   engine::TrainConfig& t = opt->m.train;
   t.train_limit = 8192;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 #include <numeric>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -145,31 +146,51 @@ Graph erdos_renyi(int n, double p, uint64_t seed) {
   return make_graph(n, std::move(e));
 }
 
-Graph read_edge_list(const std::string& path, int n) {
-  require_workers(n, path);
-  std::ifstream in(path);
-  if (!in) throw InputError("cannot open topology file " + path);
-  std::vector<Edge> e;
+namespace {
+
+Graph parse_edge_stream(std::istream& in, int n, const std::string& source) {
+  // Edges are merged as they are read, so a file repeating one line forever needs
+  // no more memory than the n(n-1)/2 distinct edges.
+  std::set<Edge> e;
   std::string raw;
-  for (int lineno = 1; std::getline(in, raw); ++lineno) {
-    const std::string where = path + ":" + std::to_string(lineno) + ": ";
+  for (int64_t lineno = 1; std::getline(in, raw); ++lineno) {
+    const std::string where = source + ":" + std::to_string(lineno) + ": ";
     std::string line = trim(raw.substr(0, raw.find('#')));
     if (line.empty()) continue;
     std::istringstream ls(line);
     std::string a, b, extra;
     ls >> a >> b >> extra;
     int i = 0, j = 0;
-    if (b.empty() || !extra.empty() || !parse_number(a, i) || !parse_number(b, j))
+    if (b.empty() || !extra.empty() || !parse_number(a, i) || !parse_number(b, j)) {
+      if (line.size() > 60) line = line.substr(0, 60) + "...";
+      for (char& c : line)
+        if (static_cast<unsigned char>(c) < 0x20) c = '?';
       throw InputError(where + "expected two worker indices 'i j', got '" + line + "'");
+    }
     for (int v : {i, j})
       if (v < 0 || v >= n)
         throw InputError(where + "worker " + std::to_string(v) + " out of range [0, " +
                          std::to_string(n) + ")");
     if (i == j) throw InputError(where + "self loop " + std::to_string(i) + " " + std::to_string(j));
-    e.emplace_back(i, j);
+    e.emplace(std::min(i, j), std::max(i, j));
   }
-  if (in.bad()) throw InputError("error reading topology file " + path);
-  return make_graph(n, std::move(e));
+  if (in.bad()) throw InputError("error reading topology file " + source);
+  return make_graph(n, std::vector<Edge>(e.begin(), e.end()));
+}
+
+}  // namespace
+
+Graph parse_edge_list(const std::string& text, int n, const std::string& source) {
+  require_workers(n, source);
+  std::istringstream in(text);
+  return parse_edge_stream(in, n, source);
+}
+
+Graph read_edge_list(const std::string& path, int n) {
+  require_workers(n, path);
+  std::ifstream in(path);
+  if (!in) throw InputError("cannot open topology file " + path);
+  return parse_edge_stream(in, n, path);
 }
 
 std::vector<std::vector<int>> components(const Graph& g) {

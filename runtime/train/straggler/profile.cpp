@@ -11,7 +11,10 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include <fmt/format.h>
+
 #include "runtime/device/check.h"
+#include "runtime/train/limits.h"
 
 // The build normally defines NBSGD_SOURCE_DIR for the library; without it, derive
 // the source root from this file's path (runtime/train/straggler/profile.cpp).
@@ -60,12 +63,15 @@ std::string describe_delay(const RandomDelay& d) {
 
 }  // namespace
 
+// Heavy tails (Pareto, lognormal) have no largest value: a draw is capped at the
+// virtual clock's longest duration (engine::kMaxDurationS), which no sensible
+// profile reaches, so the clock's arithmetic stays in range.
 double DeviceStraggler::draw_delay_s(Rng& rng, int64_t step) const {
-  return delay_at(step).draw_ms(rng) * 1e-3;
+  return std::min(delay_at(step).draw_ms(rng) * 1e-3, engine::kMaxDurationS);
 }
 
 double DeviceStraggler::draw_stall_s(Rng& rng, int64_t step) const {
-  return stall_at(step).draw_ms(rng) * 1e-3;
+  return std::min(stall_at(step).draw_ms(rng) * 1e-3, engine::kMaxDurationS);
 }
 
 bool DeviceStraggler::deterministic() const {
@@ -135,9 +141,9 @@ Profile profile_from_slowdowns(const std::vector<double>& values) {
   p.name = "slowdown";
   for (size_t i = 0; i < values.size(); ++i) {
     const double v = values[i];
-    if (!std::isfinite(v) || v < 1)
-      throw InputError("--slowdown: value " + std::to_string(i + 1) + " (" + fmt_num(v) +
-                       ") must be a finite number >= 1 (1 = full speed)");
+    if (!std::isfinite(v) || v < 1 || v > engine::kMaxSlowdown)
+      throw InputError(fmt::format("--slowdown: value {} ({}) must be a number in [1, {}] (1 = full speed)", i + 1,
+                                   fmt_num(v), fmt_num(engine::kMaxSlowdown)));
     DeviceSection s;
     s.selector = DeviceSection::Index;
     s.index = static_cast<int64_t>(i);
