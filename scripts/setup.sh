@@ -2,6 +2,9 @@
 # Installs every system package nbsgd's build, tests and benches need.
 # Idempotent: packages already present are skipped by apt-get; safe to re-run.
 # (libdnnl-dev's CMake config requires the OpenCL headers and ICD loader.)
+# clang + libclang-rt-dev (libFuzzer, the sanitizer runtimes) + libomp-dev (OpenMP
+# for clang, which the build finds even when only the fuzz targets are built): the
+# `fuzz` preset. Debian 12 has clang 14.
 set -euo pipefail
 
 PKGS=(
@@ -12,6 +15,7 @@ PKGS=(
   zlib1g-dev libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
   python3-numpy
+  clang libclang-rt-dev libomp-dev
 )
 
 missing=()

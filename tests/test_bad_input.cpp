@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,9 @@ struct BadCase {
   std::vector<std::string> culprits;
   std::function<void(const std::string& dir)> setup = nullptr;
 };
+
+// gtest prints a failing case by its name, not as bytes.
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   for (size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size()) s.replace(p, from.size(), to);
