@@ -136,6 +136,10 @@ std::vector<BadCase> cases() {
       {"DevicesWorkersAboveLimit", "devices --host-workers 65", {"--host-workers"}},
       {"PredictWorkersAboveLimit", "predict --workers 65", {"--workers 65"}},
       {"TopologyWorkersAboveLimit", "topology --show ring --workers 65", {"--workers"}},
+      {"CompareWorkersAboveLimit", "compare --net mlp --host-workers 65 --steps 1 --out {dir}/out", {"--host-workers 65"}},
+      {"CompareQuorumAboveNm", "compare --net mlp --host-workers 2 --window quorum:99 --steps 1 --out {dir}/out",
+       {"--window quorum:99"}},
+      {"DevicesMeasureStepsHuge", "devices --measure --steps 99999999", {"--steps", "99999999"}},
       // ---- impossible windows
       {"QuorumAboveNm", kTrain + "--out {dir}/out --split 8 --window quorum:100", {"--window quorum:100", "16"}},
       {"PredictQuorumAboveNm", "predict --workers 2 --split 8 --windows quorum:17", {"--windows quorum:17", "16"}},

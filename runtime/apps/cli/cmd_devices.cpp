@@ -10,6 +10,7 @@
 #include "runtime/train/limits.h"
 #include "runtime/apps/cli/train_flags.h"
 #include "runtime/device/device.h"
+#include "runtime/device/file_io.h"
 #include "runtime/apps/predict/measure.h"
 
 namespace nbsgd::cli {
@@ -78,12 +79,14 @@ int run_measure(DevicesOptions& o, bool json) {
   for (size_t i = 0; i < r.rates.size(); ++i) fmt::print("{:>5}  {:<24} {:>12.0f}\n", i, r.devices[i], r.rates[i]);
   fmt::print("{:>5}  {:<24} {:>12.0f}\n", "", "sum (the ceiling)", r.sum);
   if (json) {
-    write_atomically(o.json_file, text);
+    write_file_atomically(o.json_file, text, "rates file");
     fmt::print("wrote {}\n", o.json_file);
   }
   return 0;
 }
 }  // namespace
+
+constexpr int64_t kMaxMeasureSteps = 100'000;
 
 void add_devices_command(CLI::App& root, Runner& out) {
   auto opt = std::make_shared<DevicesOptions>();
@@ -121,6 +124,10 @@ void add_devices_command(CLI::App& root, Runner& out) {
         if (sub->count(f) > 0) throw CLI::ValidationError(f, "only with --measure");
       if (!opt->json_file.empty()) throw CLI::ValidationError("--json", "a FILE only with --measure");
     }
+    // Every step runs (on the real clock, for real): bounded so a typo is not a day.
+    if (opt->m.steps < 0 || opt->m.steps > kMaxMeasureSteps)
+      throw CLI::ValidationError("--steps", fmt::format("{}: expected 0..{} steps per device", opt->m.steps,
+                                                        kMaxMeasureSteps));
     out = [opt, json] {
       if (opt->measure) return run_measure(*opt, json);
       DiscoverOptions d;
