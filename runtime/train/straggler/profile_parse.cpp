@@ -271,8 +271,6 @@ class Parser {
       if (*it->dst > it->max)
         fail(pv, kpath, "must be <= " + fmt_num(it->max) + " (got " + fmt_num(*it->dst) + ")" +
                             (it->max == engine::kMaxDurationMs ? ": the virtual clock's longest duration is 1e6 s" : ""));
-      if (it->check == 2 && *it->dst < -it->max)
-        fail(pv, kpath, "must be >= " + fmt_num(-it->max) + " (got " + fmt_num(*it->dst) + ")");
     }
     for (const auto& p : params)
       if (!t->contains(p.key))
