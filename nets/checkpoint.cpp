@@ -1,21 +1,26 @@
 #include "nets/checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
+#include <cctype>
 #include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <set>
 #include <tuple>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
+#include <zlib.h>
 
 #include "runtime/device/check.h"
+#include "runtime/device/file_io.h"
 
 namespace nbsgd {
 
@@ -51,36 +56,27 @@ int64_t numel(const std::vector<int64_t>& shape) {
 
 std::string errno_str() { return std::strerror(errno); }
 
-// Removes the temporary file unless release()d after the rename.
-class TempFileGuard {
- public:
-  explicit TempFileGuard(std::string path) : path_(std::move(path)) {}
-  ~TempFileGuard() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!path_.empty()) ::unlink(path_.c_str());
-  }
-  void set_fd(int fd) { fd_ = fd; }
-  int close_fd() {
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-  void release() { path_.clear(); }
+uint32_t crc32_of(std::string_view bytes) {
+  const uLong crc = ::crc32_z(0L, Z_NULL, 0);
+  if (bytes.empty()) return static_cast<uint32_t>(crc);
+  return static_cast<uint32_t>(::crc32_z(crc, reinterpret_cast<const Bytef*>(bytes.data()), bytes.size()));
+}
 
- private:
-  std::string path_;
-  int fd_ = -1;
-};
-
-void write_all(int fd, const void* data, size_t bytes, const std::string& tmp) {
-  const auto* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = ::write(fd, p, std::min<size_t>(bytes, size_t{1} << 30));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw InputError("cannot write checkpoint " + tmp + ": " + errno_str());
-    p += n;
-    bytes -= static_cast<size_t>(n);
+uint32_t crc32_of(const std::vector<TensorView>& tensors) {
+  uLong crc = ::crc32_z(0L, Z_NULL, 0);
+  for (const TensorView& t : tensors) {
+    const size_t bytes = static_cast<size_t>(numel(t.shape)) * sizeof(float);
+    // crc32_z(crc, NULL, 0) returns the *initial* value, not crc: skip empty tensors,
+    // whose data pointer may be null.
+    if (bytes > 0) crc = ::crc32_z(crc, reinterpret_cast<const Bytef*>(t.data), bytes);
   }
+  return static_cast<uint32_t>(crc);
+}
+
+std::string hex32(uint32_t v) {
+  char buf[9];
+  std::snprintf(buf, sizeof buf, "%08x", v);
+  return buf;
 }
 
 }  // namespace
@@ -88,8 +84,8 @@ void write_all(int fd, const void* data, size_t bytes, const std::string& tmp) {
 void save_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   // Header first: every name and shape is checked before the file is touched.
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) header[kMetadataKey] = metadata;
+  NBSGD_CHECK(!metadata.count(kDataChecksumKey),
+              std::string("checkpoint: the metadata key ") + kDataChecksumKey + " is reserved");
   std::set<std::string> names;
   uint64_t offset = 0;
   for (const TensorView& t : tensors) {
@@ -99,6 +95,16 @@ void save_safetensors(const std::string& path, const std::vector<TensorView>& te
     NBSGD_CHECK(count >= 0, "checkpoint: tensor '" + t.name + "' has a bad shape " + shape_str(t.shape));
     NBSGD_CHECK(count == 0 || t.data != nullptr, "checkpoint: tensor '" + t.name + "' has no data");
     const uint64_t bytes = static_cast<uint64_t>(count) * sizeof(float);
+    offset += bytes;
+  }
+  // The checksum goes into the header, so the header is built after the names are checked.
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  std::map<std::string, std::string> meta = metadata;
+  meta[kDataChecksumKey] = hex32(crc32_of(tensors));
+  header[kMetadataKey] = meta;
+  offset = 0;
+  for (const TensorView& t : tensors) {
+    const uint64_t bytes = static_cast<uint64_t>(numel(t.shape)) * sizeof(float);
     header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
@@ -106,61 +112,49 @@ void save_safetensors(const std::string& path, const std::vector<TensorView>& te
   text.append((8 - (8 + text.size()) % 8) % 8, ' ');
   const uint64_t header_len = text.size();
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  TempFileGuard guard(tmp);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    guard.release();  // nothing was created
-    throw InputError("cannot write checkpoint " + path + ": cannot create " + tmp + ": " + errno_str());
-  }
-  guard.set_fd(fd);
-  write_all(fd, &header_len, sizeof header_len, tmp);
-  write_all(fd, text.data(), text.size(), tmp);
-  for (const TensorView& t : tensors)
-    write_all(fd, t.data, static_cast<size_t>(numel(t.shape)) * sizeof(float), tmp);
-  if (::fsync(fd) != 0) throw InputError("cannot write checkpoint " + tmp + ": fsync: " + errno_str());
-  if (guard.close_fd() != 0) throw InputError("cannot write checkpoint " + tmp + ": close: " + errno_str());
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    throw InputError("cannot write checkpoint " + path + ": rename from " + tmp + ": " + errno_str());
-  guard.release();
-  // Make the rename itself durable; a failure here leaves a complete file, so it
-  // is not an error worth failing the run for.
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
-  }
+  std::vector<ByteSpan> chunks{{&header_len, sizeof header_len}, {text.data(), text.size()}};
+  for (const TensorView& t : tensors) chunks.push_back({t.data, static_cast<size_t>(numel(t.shape)) * sizeof(float)});
+  write_file_atomically(path, chunks, "checkpoint");
 }
 
 LoadedTensors load_safetensors(const std::string& path) {
-  const auto bad = [&](const std::string& what) -> InputError {
-    return InputError("checkpoint " + path + ": " + what);
-  };
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError("cannot open checkpoint " + path + ": " + errno_str());
   std::error_code ec;
   const uint64_t file_size = std::filesystem::file_size(path, ec);
-  if (ec) throw bad("cannot get its size: " + ec.message());
+  if (ec) throw InputError("checkpoint " + path + ": cannot get its size: " + ec.message());
+  std::string bytes;
+  try {
+    bytes.resize(file_size);
+  } catch (const std::exception&) {
+    throw InputError("checkpoint " + path + ": cannot hold its " + std::to_string(file_size) + " bytes in memory");
+  }
+  in.read(bytes.data(), static_cast<std::streamsize>(file_size));
+  if (!in || static_cast<uint64_t>(in.gcount()) != file_size)
+    throw InputError("checkpoint " + path + ": read failed (file changed while reading?)");
+  return parse_safetensors(bytes, path);
+}
+
+LoadedTensors parse_safetensors(std::string_view bytes, const std::string& path) {
+  const auto bad = [&](const std::string& what) -> InputError {
+    return InputError("checkpoint " + path + ": " + what);
+  };
+  const uint64_t file_size = bytes.size();
   if (file_size < 8) throw bad("file too short (" + std::to_string(file_size) + " bytes) for a safetensors header");
   uint64_t header_len = 0;
-  in.read(reinterpret_cast<char*>(&header_len), sizeof header_len);
+  std::memcpy(&header_len, bytes.data(), sizeof header_len);
   if (header_len > file_size - 8)
     throw bad("header length " + std::to_string(header_len) + " runs past the end of the file (" +
               std::to_string(file_size) + " bytes)");
   if (header_len > kMaxHeaderBytes) throw bad("header length " + std::to_string(header_len) + " is implausibly large");
-  std::string text(header_len, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(header_len));
+  const std::string_view text = bytes.substr(8, header_len);
   const uint64_t data_size = file_size - 8 - header_len;
-  std::vector<char> data(data_size);
-  in.read(data.data(), static_cast<std::streamsize>(data_size));
-  if (!in) throw bad("read failed: " + errno_str());
+  const std::string_view data = bytes.substr(8 + header_len);
 
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     std::string msg = e.what();
     std::replace(msg.begin(), msg.end(), '\n', ' ');
     throw bad("header is not valid JSON (" + msg + ")");
@@ -221,6 +215,14 @@ LoadedTensors load_safetensors(const std::string& path) {
   }
   if (pos != data_size)
     throw bad(std::to_string(data_size - pos) + " bytes after the last tensor (truncated header or extra data)");
+  if (auto it = out.metadata.find(kDataChecksumKey); it != out.metadata.end()) {
+    const std::string want = hex32(crc32_of(data));
+    if (it->second != want)
+      throw bad(std::string("metadata '") + kDataChecksumKey + "' = '" + it->second +
+                "' but the tensor data has CRC-32 " + want + ": the file is corrupt");
+    out.metadata.erase(it);
+    out.data_checksum_verified = true;
+  }
   return out;
 }
 
@@ -237,6 +239,82 @@ void check_matches(const LoadedTensors& loaded, const std::vector<TensorView>& e
   }
   for (const auto& [name, tensor] : loaded.tensors)
     if (!wanted.count(name)) throw InputError(prefix + "it has tensor '" + name + "' that the net does not have");
+}
+
+// ------------------------------------------------------------- validated metadata
+
+namespace {
+
+// The value, shortened for a one-line message.
+std::string shown(const std::string& v) {
+  std::string s = v.size() > 40 ? v.substr(0, 40) + "..." : v;
+  for (char& c : s)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  return s;
+}
+
+[[noreturn]] void bad_meta(const std::string& path, const std::string& key, const std::string& value,
+                           const std::string& why) {
+  throw InputError("checkpoint " + path + ": metadata '" + key + "' = '" + shown(value) + "': " + why);
+}
+
+template <typename T>
+T parse_whole_integer(const std::string& v, const std::string& key, const std::string& path) {
+  T out{};
+  const char* first = v.data();
+  const char* last = v.data() + v.size();
+  if (std::is_signed_v<T> && first != last && *first == '+') ++first;  // from_chars takes '-' only
+  const auto [ptr, ec] = std::from_chars(first, last, out);
+  if (v.empty() || ec == std::errc::invalid_argument || ptr != last)
+    bad_meta(path, key, v, "not an integer");
+  if (ec == std::errc::result_out_of_range) bad_meta(path, key, v, "out of the 64-bit range");
+  return out;
+}
+
+}  // namespace
+
+const std::string& meta_string(const LoadedTensors& t, const std::string& key, const std::string& path,
+                               size_t max_bytes) {
+  auto it = t.metadata.find(key);
+  if (it == t.metadata.end()) throw InputError("checkpoint " + path + ": metadata has no '" + key + "'");
+  if (it->second.size() > max_bytes)
+    bad_meta(path, key, it->second, "longer than " + std::to_string(max_bytes) + " bytes");
+  return it->second;
+}
+
+int64_t meta_int(const LoadedTensors& t, const std::string& key, int64_t lo, int64_t hi, const std::string& path) {
+  const std::string& v = meta_string(t, key, path);
+  const auto x = parse_whole_integer<int64_t>(v, key, path);
+  if (x < lo || x > hi)
+    bad_meta(path, key, v, "out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return x;
+}
+
+uint64_t meta_u64(const LoadedTensors& t, const std::string& key, uint64_t lo, uint64_t hi, const std::string& path) {
+  const std::string& v = meta_string(t, key, path);
+  if (!v.empty() && v[0] == '-') bad_meta(path, key, v, "not a non-negative integer");
+  const auto x = parse_whole_integer<uint64_t>(v, key, path);
+  if (x < lo || x > hi)
+    bad_meta(path, key, v, "out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return x;
+}
+
+double meta_double(const LoadedTensors& t, const std::string& key, double lo, double hi, const std::string& path) {
+  const std::string& v = meta_string(t, key, path);
+  // strtod, not from_chars: libstdc++ 12's floating from_chars is locale-free too,
+  // but strtod with a full-consumption check is the portable spelling.
+  if (v.empty() || std::isspace(static_cast<unsigned char>(v[0]))) bad_meta(path, key, v, "not a number");
+  char* end = nullptr;
+  errno = 0;
+  const double x = std::strtod(v.c_str(), &end);
+  if (end != v.c_str() + v.size()) bad_meta(path, key, v, "not a number");
+  if (!std::isfinite(x) || errno == ERANGE) bad_meta(path, key, v, "not a finite number");
+  if (x < lo || x > hi) {
+    char range[80];
+    std::snprintf(range, sizeof range, "out of range [%g, %g]", lo, hi);
+    bad_meta(path, key, v, range);
+  }
+  return x;
 }
 
 }  // namespace nbsgd

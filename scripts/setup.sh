@@ -3,6 +3,9 @@
 # Idempotent: packages already present are skipped by apt-get; safe to re-run.
 # (libdnnl-dev's CMake config requires the OpenCL headers and ICD loader; patchelf
 # and debootstrap serve the release bundle, scripts/bundle.sh and bundle_selftest.sh.)
+# clang + libclang-rt-dev (libFuzzer, the sanitizer runtimes) + libomp-dev (OpenMP
+# for clang, which the build finds even when only the fuzz targets are built): the
+# `fuzz` preset. Debian 12 has clang 14.
 set -euo pipefail
 
 PKGS=(
@@ -14,6 +17,7 @@ PKGS=(
   dataset-fashion-mnist
   python3-numpy
   patchelf debootstrap
+  clang libclang-rt-dev libomp-dev
 )
 
 missing=()

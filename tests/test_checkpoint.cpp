@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <zlib.h>
 
 #include "nets/checkpoint.h"
 #include "runtime/device/check.h"
@@ -127,6 +128,11 @@ TEST(Checkpoint, LayoutFollowsTheFormat) {
   EXPECT_EQ(offs[1] - offs[0], 120u);
   EXPECT_EQ(std::memcmp(bytes.data() + 8 + len + offs[0], net.w1.data(), 120), 0);
   EXPECT_EQ(bytes.size() - 8 - len, (30 + 6 + 1) * 4u);
+  // The checksum is zlib's CRC-32 of the data section, as 8 lower-case hex digits.
+  const std::string data = bytes.substr(8 + len);
+  char want[9];
+  std::snprintf(want, sizeof want, "%08lx", crc32(0L, reinterpret_cast<const Bytef*>(data.data()), data.size()));
+  EXPECT_EQ(header["__metadata__"][kDataChecksumKey], want);
 }
 
 TEST(Checkpoint, FailedSaveLeavesExistingCheckpointAlone) {
@@ -267,7 +273,7 @@ TEST(Checkpoint, ReadByPythonSafetensors) {
             "for k in sorted(t):\n"
             "    print(k, t[k].dtype, list(t[k].shape), t[k].tobytes().hex())\n"
             "with safe_open(sys.argv[1], 'np') as f:\n"
-            "    print('meta', f.metadata())\n");
+            "    print('meta', sorted(f.metadata().items()))\n");  // the reader's dict order is its own
   const std::string out = run_capture("python3 " + dir + "/read.py " + path);
   std::string expected;
   std::map<std::string, TensorView> sorted;
@@ -282,7 +288,13 @@ TEST(Checkpoint, ReadByPythonSafetensors) {
     }
     expected += name + " float32 " + shape + "] " + hex(v.data, n) + "\n";
   }
-  expected += "meta {'step': '7'}\n";
+  const std::string bytes = read_all(path);
+  uint64_t len = 0;
+  std::memcpy(&len, bytes.data(), 8);
+  char crc[9];
+  std::snprintf(crc, sizeof crc, "%08lx",
+                crc32(0L, reinterpret_cast<const Bytef*>(bytes.data() + 8 + len), bytes.size() - 8 - len));
+  expected += "meta [('nbsgd.data_crc32', '" + std::string(crc) + "'), ('step', '7')]\n";
   EXPECT_EQ(out, expected);
 }
 
@@ -299,6 +311,7 @@ TEST(Checkpoint, ReadsFileWrittenByPythonSafetensors) {
   ASSERT_TRUE(fs::exists(path)) << out;
   const LoadedTensors t = load_safetensors(path);
   EXPECT_EQ(t.metadata.at("net"), "mlp");
+  EXPECT_FALSE(t.data_checksum_verified);  // another tool: no nbsgd checksum to verify
   const auto& [wshape, w] = t.tensors.at("w");
   EXPECT_EQ(wshape, (std::vector<int64_t>{3, 4}));
   for (int i = 0; i < 12; ++i) EXPECT_EQ(w[i], 0.5f * static_cast<float>(i));

@@ -183,6 +183,27 @@ TEST(Matchings, ValidOnRandomGraphs) {
   EXPECT_GT(over_delta, 0);  // the Delta + 1 case does occur, and stays within bound
 }
 
+// At the worker limit (64): the sizes the fuzzer found slow before "is colour c free
+// at x" became one look-up. Validity only; speed is bench/'s business.
+TEST(Matchings, ValidAtTheWorkerLimit) {
+  expect_valid_decomposition(complete(64), "complete 64");
+  expect_valid_decomposition(erdos_renyi(64, 0.5, 3), "er 64 0.5");
+  EXPECT_LE(decompose_matchings(complete(64)).size(), 64u);
+}
+
+TEST(Topology, EdgeListFromMemoryMergesRepeatsAndNamesTheSource) {
+  const Graph g = parse_edge_list("0 1\n1 0\n# c\n\n1 2   # x\n0 1\n", 3, "mem.edges");
+  EXPECT_EQ(g.edges, (std::vector<Edge>{{0, 1}, {1, 2}}));
+  try {
+    parse_edge_list("0 1\n\x01\x02 7\n", 3, "mem.edges");
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.rfind("mem.edges:2: ", 0), 0u) << msg;
+    EXPECT_EQ(msg.find('\x01'), std::string::npos) << "control bytes reach the message";
+  }
+}
+
 TEST(Matchings, Deterministic) {
   const Graph g = erdos_renyi(12, 0.5, 3);
   EXPECT_EQ(decompose_matchings(g), decompose_matchings(g));

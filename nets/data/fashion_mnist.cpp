@@ -131,8 +131,9 @@ void check_magic(const IdxReader& r, uint32_t got, uint32_t want, const char* ki
   }
 }
 
-// Images as floats, normalised; returns the count read from the header.
-int64_t read_images(const std::string& path, std::vector<float>& out) {
+}  // namespace
+
+int64_t read_idx_images(const std::string& path, std::vector<float>& out) {
   IdxReader r(path);
   check_magic(r, r.read_u32_be("magic number"), kImagesMagic, "images");
   const uint32_t n = r.read_u32_be("image count");
@@ -154,7 +155,7 @@ int64_t read_images(const std::string& path, std::vector<float>& out) {
   return n;
 }
 
-int64_t read_labels(const std::string& path, std::vector<int32_t>& out) {
+int64_t read_idx_labels(const std::string& path, std::vector<int32_t>& out) {
   IdxReader r(path);
   check_magic(r, r.read_u32_be("magic number"), kLabelsMagic, "labels");
   const uint32_t n = r.read_u32_be("label count");
@@ -171,6 +172,8 @@ int64_t read_labels(const std::string& path, std::vector<int32_t>& out) {
   return n;
 }
 
+namespace {
+
 Dataset load_split(const std::string& dir, const std::string& prefix, const std::string& name,
                    int64_t limit) {
   const std::string images_path = find_file(dir, prefix + "-images-idx3-ubyte");
@@ -181,8 +184,8 @@ Dataset load_split(const std::string& dir, const std::string& prefix, const std:
   d.h = kSide;
   d.w = kSide;
   d.classes = kClasses;
-  const int64_t n_images = read_images(images_path, d.images);
-  const int64_t n_labels = read_labels(labels_path, d.labels);
+  const int64_t n_images = read_idx_images(images_path, d.images);
+  const int64_t n_labels = read_idx_labels(labels_path, d.labels);
   if (n_images != n_labels)
     throw InputError(images_path + " has " + std::to_string(n_images) + " images but " + labels_path +
                      " has " + std::to_string(n_labels) + " labels");

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "nets/data/dataset.h"
 
@@ -22,5 +23,12 @@ inline constexpr float kFashionMnistStd = 0.3530f;
 // that differ, or a label outside 0..9.
 DataSplit load_fashion_mnist(const std::string& dir = kFashionMnistDefaultDir,
                              int64_t limit_train = -1);
+
+// One IDX file each (plain or gzipped), the readers load_fashion_mnist uses; the fuzz
+// target (tests/fuzz/fuzz_idx.cpp) calls them directly. Images come out normalised,
+// n x 28 x 28 floats; labels 0..9. Both return the item count of the header and throw
+// InputError naming `path` for anything else.
+int64_t read_idx_images(const std::string& path, std::vector<float>& out);
+int64_t read_idx_labels(const std::string& path, std::vector<int32_t>& out);
 
 }  // namespace nbsgd::data

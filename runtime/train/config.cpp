@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/device/check.h"
+#include "runtime/train/limits.h"
+#include "runtime/train/window.h"
 
 namespace nbsgd::engine {
 
@@ -62,6 +64,7 @@ namespace {
 void require(bool ok, const char* flag, double v, const char* what) {
   if (!ok) throw InputError(fmt::format("{} {}: must be {}", flag, v, what));
 }
+void require(bool ok, const char* flag, double v, const std::string& what) { require(ok, flag, v, what.c_str()); }
 }  // namespace
 
 void check_numbers(const TrainConfig& c) {
@@ -85,6 +88,29 @@ void check_numbers(const TrainConfig& c) {
   require(c.eval_every >= 0, "--eval-every", double(c.eval_every), "a count >= 0");
   require(c.check_replicas_every >= 0, "--check-replicas-every", double(c.check_replicas_every), "a count >= 0");
   require(c.log_every >= 1, "--log-every", double(c.log_every), "at least 1");
+
+  // Flags that size memory, bounded before anything is allocated (limits.h says why).
+  require(c.batch >= 1 && c.batch <= kMaxBatch, "--batch", c.batch,
+          fmt::format("in 1..{} (samples per worker per step)", kMaxBatch).c_str());
+  require(c.split >= 1 && c.split <= c.batch, "--split", c.split, "in 1..--batch (mini-batches per batch)");
+  require(c.batch % c.split == 0, "--split", c.split, fmt::format("a divisor of --batch {}", c.batch));
+  require(c.inflight >= 1 && c.inflight <= kMaxInflight, "--inflight", c.inflight,
+          fmt::format("in 1..{} (mini-batches in flight per worker stream)", kMaxInflight).c_str());
+  if (c.host_workers != 0) check_workers(c.host_workers, "--host-workers");
+  // Rates that turn into durations on the virtual clock: the derived durations are
+  // checked by the timeline (duration_ns); these are the plausible ranges.
+  require(c.model.gflops >= 1e-3 && c.model.gflops <= 1e9, "--virtual-gflops", c.model.gflops, "in [0.001, 1e9]");
+  require(c.model.link_gbps >= 1e-6 && c.model.link_gbps <= 1e9, "--virtual-link-gbps", c.model.link_gbps,
+          "in [1e-6, 1e9]");
+  require(c.model.launch_overhead_s <= 1.0 && (c.model.launch_overhead_s >= 0 || c.model.launch_overhead_s == -1.0),
+          "--virtual-overhead-us", c.model.launch_overhead_s * 1e6, "in [0, 1e6]");
+  require(c.adaptive_guard <= 1e3, "--adaptive-guard", c.adaptive_guard, "at most 1000");
+  require(c.steps <= int64_t{1} << 40, "--steps", double(c.steps), "at most 2^40");
+  require(c.epochs <= 1'000'000, "--epochs", double(c.epochs), "at most 1000000");
+  // The window alone (parse_window names --window); with host workers the count is
+  // known here, otherwise the engine calls validate_window once the devices are known.
+  const WindowSpec w = parse_window(c.window);
+  if (c.host_workers > 0) validate_window(w, c.host_workers, c.split);
 }
 
 }  // namespace nbsgd::engine

@@ -1,9 +1,11 @@
 #include "runtime/train/window.h"
 
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 
 #include "runtime/device/check.h"
+#include "runtime/train/limits.h"
 
 namespace nbsgd::engine {
 
@@ -38,11 +40,17 @@ WindowSpec parse_window(const std::string& text) {
   } else if (head == "quorum") {
     double k = parse_number(arg, "--window", text);
     if (k != std::floor(k)) throw InputError("--window " + text + ": K must be a whole number of mini-batches");
+    if (k > static_cast<double>(kMaxMinibatchesPerStep))
+      throw InputError("--window " + text + ": K must be at most " + std::to_string(kMaxMinibatchesPerStep));
     w.kind = WindowKind::Quorum;
     w.quorum_k = static_cast<int64_t>(k);
   } else if (head == "deadline") {
     w.kind = WindowKind::Deadline;
-    w.deadline_s = parse_number(arg, "--window", text) * 1e-3;
+    const double ms = parse_number(arg, "--window", text);
+    if (ms > kMaxDurationMs)
+      throw InputError("--window " + text + ": a deadline beyond 1e9 ms (1e6 s, the virtual clock's longest "
+                       "duration) is not supported");
+    w.deadline_s = ms * 1e-3;
   } else {
     throw InputError("--window " + text + ": unknown policy (sync, fastest, quorum:K, deadline:MS, adaptive)");
   }
@@ -60,8 +68,12 @@ int parse_cap(const std::string& text, const WindowSpec& window, int split_m) {
     return -1;
   }
   char* end = nullptr;
+  errno = 0;
   long v = std::strtol(text.c_str(), &end, 10);
-  if (*end != '\0' || v <= 0) throw InputError("--cap " + text + ": expected m, none or a positive integer");
+  if (*end != '\0' || v <= 0 || errno == ERANGE)
+    throw InputError("--cap " + text + ": expected m, none or a positive integer");
+  if (v > kMaxMinibatchesPerStep)
+    throw InputError("--cap " + text + ": at most " + std::to_string(kMaxMinibatchesPerStep) + " mini-batches");
   return static_cast<int>(v);
 }
 

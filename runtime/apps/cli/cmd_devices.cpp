@@ -7,8 +7,10 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/apps/cli/commands.h"
+#include "runtime/train/limits.h"
 #include "runtime/apps/cli/train_flags.h"
 #include "runtime/device/device.h"
+#include "runtime/device/file_io.h"
 #include "runtime/apps/predict/measure.h"
 
 namespace nbsgd::cli {
@@ -77,12 +79,14 @@ int run_measure(DevicesOptions& o, bool json) {
   for (size_t i = 0; i < r.rates.size(); ++i) fmt::print("{:>5}  {:<24} {:>12.0f}\n", i, r.devices[i], r.rates[i]);
   fmt::print("{:>5}  {:<24} {:>12.0f}\n", "", "sum (the ceiling)", r.sum);
   if (json) {
-    write_atomically(o.json_file, text);
+    write_file_atomically(o.json_file, text, "rates file");
     fmt::print("wrote {}\n", o.json_file);
   }
   return 0;
 }
 }  // namespace
+
+constexpr int64_t kMaxMeasureSteps = 100'000;
 
 void add_devices_command(CLI::App& root, Runner& out) {
   auto opt = std::make_shared<DevicesOptions>();
@@ -90,7 +94,7 @@ void add_devices_command(CLI::App& root, Runner& out) {
   sub->add_option("--json", opt->json_file, "Print JSON instead of a table; with --measure, --json FILE writes it")
       ->expected(0, 1);
   sub->add_option("--host-workers", opt->host_workers, "Use N host workers instead of GPUs")
-      ->check(CLI::Range(1, 1024))
+      ->check(CLI::Range(1, engine::kMaxWorkers))
       ->capture_default_str();
   engine::TrainConfig& t = opt->m.train;
   t.train_limit = 8192;
@@ -120,6 +124,10 @@ void add_devices_command(CLI::App& root, Runner& out) {
         if (sub->count(f) > 0) throw CLI::ValidationError(f, "only with --measure");
       if (!opt->json_file.empty()) throw CLI::ValidationError("--json", "a FILE only with --measure");
     }
+    // Every step runs (on the real clock, for real): bounded so a typo is not a day.
+    if (opt->m.steps < 0 || opt->m.steps > kMaxMeasureSteps)
+      throw CLI::ValidationError("--steps", fmt::format("{}: expected 0..{} steps per device", opt->m.steps,
+                                                        kMaxMeasureSteps));
     out = [opt, json] {
       if (opt->measure) return run_measure(*opt, json);
       DiscoverOptions d;

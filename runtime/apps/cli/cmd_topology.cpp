@@ -12,6 +12,7 @@
 #include <string>
 
 #include "runtime/apps/cli/commands.h"
+#include "runtime/train/limits.h"
 #include "runtime/train/gossip/matcha.h"
 #include "runtime/train/gossip/mixing.h"
 #include "runtime/train/gossip/topology.h"
@@ -128,7 +129,7 @@ void add_topology_command(CLI::App& root, Runner& out) {
       ->required();
   sub->add_option("--workers", opt->workers, "Number of workers")
       ->required()
-      ->check(CLI::Range(1, 1024));
+      ->check(CLI::Range(1, engine::kMaxWorkers));
   sub->add_option("--budget", opt->budget, "MATCHA communication budget C_b in (0, 1]")
       ->capture_default_str();
   sub->add_flag("--json", opt->json, "Print JSON instead of text");

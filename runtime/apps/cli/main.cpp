@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <new>
 #include <string>
 
 #include "runtime/device/check.h"
@@ -38,13 +39,22 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  // Bad input is an InputError that names the flag, file or field: printed as it is.
+  // Anything else is an invariant of nbsgd that failed: a bug, said as such, with
+  // where it happened, so the report can go to the project's issue tracker.
   try {
     return run ? run() : 0;
-  } catch (const nbsgd::Error& e) {
+  } catch (const nbsgd::InputError& e) {
     std::fprintf(stderr, "nbsgd: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "nbsgd: error: out of memory (the flags ask for more than this machine has)\n");
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "nbsgd: error: %s\n", e.what());
-    return 1;
+    std::fprintf(stderr,
+                 "nbsgd: internal error (a bug in nbsgd: please report it, with the command line, to the "
+                 "project's issue tracker): %s\n",
+                 e.what());
+    return 70;  // EX_SOFTWARE
   }
 }

@@ -129,7 +129,10 @@ MeasuredRates measure_rates(const MeasureConfig& mc) {
           t_end = r.t;
         }
       });
-      NBSGD_CHECK(t_end > t_start && samples > 0, "measure: no measured steps");
+      if (!(t_end > t_start && samples > 0))
+        throw InputError(fmt::format("devices --measure: device {} finished no mini-batch after the {} warm-up "
+                                     "step(s); raise --steps or --train-limit",
+                                     i, mc.warmup));
       // The device's own time for one mini-batch, the update folded in.
       const double c_i = (t_end - t_start) / double(samples) * b;
       const double rate = model_standalone_rate(profile, i, c_i, c.split, b, 0.0, steps);

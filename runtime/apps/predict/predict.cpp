@@ -9,30 +9,49 @@
 
 #include "runtime/device/check.h"
 #include "runtime/device/device.h"
+#include "runtime/train/limits.h"
 #include "runtime/train/window.h"
 
 namespace nbsgd::predict {
 
 namespace {
 
+constexpr int64_t kMaxSteps = 10'000'000;
+constexpr int64_t kMaxTrials = 10'000'000;
+
 void validate(const PredictConfig& c) {
-  if (c.workers < 1 || c.workers > 4096) throw InputError(fmt::format("--workers {}: expected 1..4096", c.workers));
-  if (c.batch <= 0 || c.split <= 0) throw InputError("--batch and --split must be positive");
+  engine::check_workers(c.workers, "--workers");
+  if (c.batch <= 0 || c.batch > engine::kMaxBatch)
+    throw InputError(fmt::format("--batch {}: expected 1..{}", c.batch, engine::kMaxBatch));
+  if (c.split <= 0 || c.split > c.batch)
+    throw InputError(fmt::format("--split {}: expected 1..--batch ({})", c.split, c.batch));
   if (c.batch % c.split != 0)
     throw InputError(fmt::format("--split {}: M must divide --batch B = {}", c.split, c.batch));
-  if (c.steps < 1) throw InputError(fmt::format("--steps {}: at least 1 step", c.steps));
-  if (c.trials < 2) throw InputError(fmt::format("--trials {}: Monte Carlo needs at least 2 trials", c.trials));
+  // The simulation runs every step and the model every trial: bounded so a typo cannot
+  // keep the machine busy for days.
+  if (c.steps < 1 || c.steps > kMaxSteps)
+    throw InputError(fmt::format("--steps {}: expected 1..{} steps to simulate", c.steps, kMaxSteps));
+  if (c.trials < 2 || c.trials > kMaxTrials)
+    throw InputError(fmt::format("--trials {}: expected 2..{} Monte Carlo trials", c.trials, kMaxTrials));
+  if (!(c.adaptive_guard >= 1 && c.adaptive_guard <= 1e3))
+    throw InputError(fmt::format("--adaptive-guard {}: expected a number in [1, 1000]", c.adaptive_guard));
   if (!c.profile.empty() && !c.slowdown.empty()) throw InputError("--profile and --slowdown: give one of them");
   if (!c.compute_s.empty() && c.compute_s.size() != 1 && static_cast<int>(c.compute_s.size()) != c.workers)
     throw InputError(fmt::format("--compute-ms: {} value(s); give one, or one per worker ({})", c.compute_s.size(),
                                  c.workers));
   for (double v : c.compute_s)
-    if (!(v > 0) || !std::isfinite(v)) throw InputError("--compute-ms: every value must be a positive number");
-  if (c.after_close_s && (!(*c.after_close_s >= 0) || !std::isfinite(*c.after_close_s)))
-    throw InputError("--overhead-ms: must be a number >= 0");
+    if (!(v > 0) || !(v <= engine::kMaxDurationS))
+      throw InputError(fmt::format("--compute-ms: every value must be a positive number of at most {:g} ms",
+                                   engine::kMaxDurationMs));
+  if (c.after_close_s && (!(*c.after_close_s >= 0) || !(*c.after_close_s <= engine::kMaxDurationS)))
+    throw InputError(fmt::format("--overhead-ms: must be a number in [0, {:g}]", engine::kMaxDurationMs));
   const engine::DurationModel& m = c.model;
-  if (!(m.gflops > 0) || !(m.link_gbps > 0) || !(m.mem_gbps > 0) || !(m.launch_overhead_s >= 0 || m.launch_overhead_s == -1.0))
-    throw InputError("--virtual-*: the duration model's rates must be positive and its overhead >= 0");
+  if (!(m.gflops >= 1e-3 && m.gflops <= 1e9))
+    throw InputError(fmt::format("--virtual-gflops {}: expected a number in [0.001, 1e9]", m.gflops));
+  if (!(m.link_gbps >= 1e-6 && m.link_gbps <= 1e9))
+    throw InputError(fmt::format("--virtual-link-gbps {}: expected a number in [1e-6, 1e9]", m.link_gbps));
+  if (!(m.mem_gbps > 0) || !((m.launch_overhead_s >= 0 && m.launch_overhead_s <= 1.0) || m.launch_overhead_s == -1.0))
+    throw InputError(fmt::format("--virtual-overhead-us {}: expected a number in [0, 1e6]", m.launch_overhead_s * 1e6));
 }
 
 // parse_window's messages name --window (nbsgd train); here the flag is --windows.
@@ -130,6 +149,13 @@ Prediction run_prediction(const PredictConfig& in) {
     return (tc.exchange_s >= 0 ? tc.exchange_s : tc.model.allreduce_s(tc.exchange_bytes, workers)) + update_s;
   };
   out.after_close_s = after_close(n);
+  // A mini-batch is never faster than the fastest device at full speed.
+  const double fastest_minibatch_s = *std::min_element(out.compute_s.begin(), out.compute_s.end());
+  for (double ci : out.compute_s)
+    if (!(ci <= engine::kMaxDurationS))
+      throw InputError(fmt::format("--virtual-gflops {}: a mini-batch of {} would take {:g} s, beyond the virtual "
+                                   "clock's longest duration ({:g} s)",
+                                   c.model.gflops, c.net, ci, engine::kMaxDurationS));
 
   engine::ControllerConfig base;
   base.workers = n;
@@ -155,6 +181,10 @@ Prediction run_prediction(const PredictConfig& in) {
     tc.controller = base;
     tc.controller.window = parse_window_flag(name);
     tc.controller.cap = engine::parse_cap(c.cap, tc.controller.window, c.split);
+    // Before simulating: an impossible quorum, or a window that would hold more
+    // mini-batches than memory allows (a long deadline without --cap).
+    engine::validate_window(tc.controller.window, n, c.split, "--windows");
+    engine::check_window_size(tc.controller.window, tc.controller.cap, n, c.split, fastest_minibatch_s, "--windows");
     w.sim = simulate(tc, sim_profile, c.steps);
     w.sim_efficiency = ratio(w.sim.samples_per_s(), out.ceiling);
     if (auto policy = policy_of(tc.controller.window, tc.controller.cap)) {

@@ -27,8 +27,10 @@ void copy_between(DeviceContext& on, float* dst, const DeviceContext& dst_w, con
 
 void check_workers(const std::vector<DeviceContext*>& w) {
   NBSGD_CHECK(!w.empty(), "a communicator needs at least one worker");
+  // Front ends refuse more workers with an InputError naming the flag
+  // (engine::check_workers, runtime/train/limits.h); reaching this is a bug.
   NBSGD_CHECK(static_cast<int>(w.size()) <= kMaxSources,
-              "at most " + std::to_string(kMaxSources) + " workers per communicator");
+              "at most " + std::to_string(kMaxSources) + " workers per communicator (engine::kMaxWorkers)");
   for (auto* c : w) NBSGD_CHECK(c != nullptr, "null worker context");
   for (auto* c : w)
     NBSGD_CHECK(c->backend() == w[0]->backend(), "a communicator's workers must all be on one backend");

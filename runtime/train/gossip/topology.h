@@ -43,6 +43,8 @@ Graph erdos_renyi(int n, double p, uint64_t seed);  // each edge independently w
 // One "i j" pair per line; `#` starts a comment; blank lines are skipped. Errors are
 // InputErrors naming path:line. Duplicate edges (in either order) are merged.
 Graph read_edge_list(const std::string& path, int n);
+// The same from text in memory; `source` names it in messages (fuzz target, tests).
+Graph parse_edge_list(const std::string& text, int n, const std::string& source);
 
 // Connected components, each ascending, ordered by their smallest worker.
 std::vector<std::vector<int>> components(const Graph& g);

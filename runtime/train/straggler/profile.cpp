@@ -14,7 +14,10 @@
 
 #include <fmt/format.h>
 
+#include <fmt/format.h>
+
 #include "runtime/device/check.h"
+#include "runtime/train/limits.h"
 
 // The build normally defines NBSGD_SOURCE_DIR for the library; without it, derive
 // the source root from this file's path (runtime/train/straggler/profile.cpp).
@@ -63,12 +66,15 @@ std::string describe_delay(const RandomDelay& d) {
 
 }  // namespace
 
+// Heavy tails (Pareto, lognormal) have no largest value: a draw is capped at the
+// virtual clock's longest duration (engine::kMaxDurationS), which no sensible
+// profile reaches, so the clock's arithmetic stays in range.
 double DeviceStraggler::draw_delay_s(Rng& rng, int64_t step) const {
-  return delay_at(step).draw_ms(rng) * 1e-3;
+  return std::min(delay_at(step).draw_ms(rng) * 1e-3, engine::kMaxDurationS);
 }
 
 double DeviceStraggler::draw_stall_s(Rng& rng, int64_t step) const {
-  return stall_at(step).draw_ms(rng) * 1e-3;
+  return std::min(stall_at(step).draw_ms(rng) * 1e-3, engine::kMaxDurationS);
 }
 
 bool DeviceStraggler::deterministic() const {
@@ -138,9 +144,9 @@ Profile profile_from_slowdowns(const std::vector<double>& values) {
   p.name = "slowdown";
   for (size_t i = 0; i < values.size(); ++i) {
     const double v = values[i];
-    if (!std::isfinite(v) || v < 1)
-      throw InputError("--slowdown: value " + std::to_string(i + 1) + " (" + fmt_num(v) +
-                       ") must be a finite number >= 1 (1 = full speed)");
+    if (!std::isfinite(v) || v < 1 || v > engine::kMaxSlowdown)
+      throw InputError(fmt::format("--slowdown: value {} ({}) must be a number in [1, {}] (1 = full speed)", i + 1,
+                                   fmt_num(v), fmt_num(engine::kMaxSlowdown)));
     DeviceSection s;
     s.selector = DeviceSection::Index;
     s.index = static_cast<int64_t>(i);
@@ -233,8 +239,8 @@ std::vector<double> parse_slowdowns(const std::string& text, int n) {
   while (std::getline(ss, item, ',')) {
     char* end = nullptr;
     const double x = std::strtod(item.c_str(), &end);
-    if (item.empty() || *end != '\0' || !std::isfinite(x) || x < 1.0)
-      throw InputError("--slowdown " + text + ": '" + item + "' must be a number >= 1");
+    if (item.empty() || *end != '\0' || !std::isfinite(x) || x < 1.0 || x > engine::kMaxSlowdown)
+      throw InputError(fmt::format("--slowdown {}: '{}' must be a number in [1, {:g}]", text, item, engine::kMaxSlowdown));
     v.push_back(x);
   }
   if (static_cast<int>(v.size()) != n)

@@ -12,6 +12,7 @@
 #include <toml++/toml.h>
 
 #include "runtime/device/check.h"
+#include "runtime/train/limits.h"
 #include "runtime/train/straggler/profile.h"
 
 namespace nbsgd::straggler {
@@ -144,6 +145,8 @@ class Parser {
     if (key == "slowdown") {
       const double s = number(v, path);
       if (s < 1) fail(v, path, "must be >= 1 (got " + fmt_num(s) + "; 1 = full speed, 4 = four times slower)");
+      if (s > engine::kMaxSlowdown)
+        fail(v, path, "must be <= " + fmt_num(engine::kMaxSlowdown) + " (got " + fmt_num(s) + ")");
       st.slowdown = s;
     } else if (key == "delay") {
       st.delay = random_delay(v, path);
@@ -239,7 +242,11 @@ class Parser {
       const char* key;
       double* dst;
       int check;  // 0: >= 0, 1: > 0, 2: any finite
+      double max = engine::kMaxDurationMs;  // the clock's longest duration, for the _ms keys
     };
+    // ln(X / 1 ms) ~ N(mu, sigma): the median exp(mu) ms must be a duration the clock
+    // can hold, and sigma beyond 10 puts most of the mass at the cap.
+    const double max_mu = std::log(engine::kMaxDurationMs);
     std::vector<Param> params;
     switch (d.kind) {
       case Distribution::Constant: params = {{"value_ms", &d.value_ms, 0}}; break;
@@ -248,8 +255,8 @@ class Parser {
       case Distribution::ShiftedExponential:
         params = {{"shift_ms", &d.shift_ms, 0}, {"mean_ms", &d.exp_mean_ms, 0}};
         break;
-      case Distribution::Pareto: params = {{"scale_ms", &d.scale_ms, 1}, {"alpha", &d.alpha, 1}}; break;
-      case Distribution::Lognormal: params = {{"mu", &d.mu, 2}, {"sigma", &d.sigma, 0}}; break;
+      case Distribution::Pareto: params = {{"scale_ms", &d.scale_ms, 1}, {"alpha", &d.alpha, 1, 1e6}}; break;
+      case Distribution::Lognormal: params = {{"mu", &d.mu, 2, max_mu}, {"sigma", &d.sigma, 0, 10}}; break;
     }
     std::string expected;
     for (const auto& p : params) expected += (expected.empty() ? "" : ", ") + std::string(p.key);
@@ -261,6 +268,9 @@ class Parser {
         fail(pv, path + "." + key, "unknown key for distribution '" + name + "' (it takes: " + expected + ")");
       const std::string kpath = path + "." + key;
       *it->dst = it->check == 0 ? non_negative(pv, kpath) : it->check == 1 ? positive(pv, kpath) : number(pv, kpath);
+      if (*it->dst > it->max)
+        fail(pv, kpath, "must be <= " + fmt_num(it->max) + " (got " + fmt_num(*it->dst) + ")" +
+                            (it->max == engine::kMaxDurationMs ? ": the virtual clock's longest duration is 1e6 s" : ""));
     }
     for (const auto& p : params)
       if (!t->contains(p.key))
