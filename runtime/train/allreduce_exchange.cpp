@@ -28,6 +28,7 @@ class AllReduceExchange final : public Exchange {
         if (j != w) everyone_.back().push_back(j);
     }
     modelled_s_ = model.allreduce_s((P_ + 2) * sizeof(float), n);
+    for (auto& w : workers) compute_tail_.push_back(w->ctx().event());
   }
 
   std::string describe() const override { return fmt::format("ring all-reduce ({})", allreduce_->name()); }
@@ -46,10 +47,15 @@ class AllReduceExchange final : public Exchange {
     allreduce_->all_reduce_sum(bufs, P_ + 2, ready);
     Worker& w0 = *workers_[0];
     copy_async(w0.ctx().comm(), readback, w0.accumulator() + P_, 2 * sizeof(float));
-    for (auto& w : workers_) {
-      optim::fused_sgd_update(w->ctx().comm(), w->params(), w->momentum(), w->accumulator(), P_,
-                              static_cast<float>(lr), sgd_, 1.0f);
-      w->ctx().comm().record(w->update_done);
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      Worker& w = *workers_[i];
+      // A cancelled mini-batch may still be running and reading the weights: the
+      // update waits for it (only this worker's own stream; the sum above did not).
+      w.ctx().compute().record(compute_tail_[i]);
+      w.ctx().comm().wait(compute_tail_[i]);
+      optim::fused_sgd_update(w.ctx().comm(), w.params(), w.momentum(), w.accumulator(), P_, static_cast<float>(lr),
+                              sgd_, 1.0f);
+      w.ctx().comm().record(w.update_done);
     }
   }
   // The summed [n, loss] as the device left them: the mean in float, as a
@@ -63,6 +69,7 @@ class AllReduceExchange final : public Exchange {
   std::unique_ptr<comm::AllReduce> allreduce_;
   std::vector<std::vector<int>> everyone_;
   double modelled_s_ = 0;
+  std::vector<Event> compute_tail_;
 };
 
 }  // namespace

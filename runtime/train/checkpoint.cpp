@@ -13,6 +13,7 @@
 
 #include "nets/checkpoint.h"
 #include "runtime/device/check.h"
+#include "runtime/train/limits.h"
 #include "runtime/train/trainer.h"
 
 namespace nbsgd::engine {
@@ -77,11 +78,10 @@ void Engine::Impl::load_checkpoint(const std::string& path) {
                      "round's end are not checkpointed)");
   LoadedTensors t = load_safetensors(path);
   const nets::Model& model = s->workers[0]->model();
-  auto meta = [&](const char* key) -> const std::string& {
-    auto it = t.metadata.find(key);
-    if (it == t.metadata.end()) throw InputError("checkpoint " + path + ": no '" + key + "' in its metadata");
-    return it->second;
-  };
+  auto meta = [&](const char* key) -> const std::string& { return meta_string(t, key, path); };
+  if (!t.data_checksum_verified)
+    throw InputError("checkpoint " + path + ": no checksum of its tensors ('nbsgd.data_crc32'): it was not written "
+                     "by nbsgd, or by an older nbsgd; --resume needs one of its own checkpoints");
   auto same = [&](const char* key, const std::string& mine, const char* what) {
     auto it = t.metadata.find(key);
     const std::string theirs = it == t.metadata.end() ? (std::string(key) == "nbsgd.exchange" ? "ring" : "") : it->second;
@@ -118,9 +118,13 @@ void Engine::Impl::load_checkpoint(const std::string& path) {
     w.upload_momentum(mt.mom);
     w.upload_bn(mt.bn);
   }
+  step = meta_int(t, "nbsgd.step", 0, int64_t{1} << 50, path);
+  samples_total = meta_int(t, "nbsgd.samples_total", 0, int64_t{1} << 62, path);
+  meta_double(t, "nbsgd.clock_s", 0, kMaxClockNs * 1e-9, path);
+  if (s->cfg.steps > 0 && step >= s->cfg.steps)
+    throw InputError(fmt::format("--resume {}: the checkpoint is at step {}, and --steps {} is already reached "
+                                 "(give a larger --steps)", path, step, s->cfg.steps));
   try {
-    step = std::stoll(meta("nbsgd.step"));
-    samples_total = std::stoll(meta("nbsgd.samples_total"));
     *s->queue = data::EpochQueue::restore(meta("nbsgd.queue"));
     if (auto it = t.metadata.find("nbsgd.losses"); it != t.metadata.end()) losses.restore_state(it->second);
     if (auto it = t.metadata.find("nbsgd.time_to_target"); it != t.metadata.end() && !it->second.empty())

@@ -40,7 +40,10 @@ class GossipExchange final : public Exchange {
     // Plain SGD fuses the local step into the mix; momentum does not (each buffer
     // must advance exactly once, by its owner), nor does linear lr scaling (n_i/B).
     fused_ = cfg.momentum == 0.0 && sgd.count_ref == 0.0;
-    for (auto& w : workers) local_done_.push_back(w->ctx().event());
+    for (auto& w : workers) {
+      local_done_.push_back(w->ctx().event());
+      compute_tail_.push_back(w->ctx().event());
+    }
   }
 
   std::string describe() const override {
@@ -70,6 +73,11 @@ class GossipExchange final : public Exchange {
       Worker& w = *workers_[i];
       Stream& cm = w.ctx().comm();
       if (ready[i]) cm.wait(*ready[i]);
+      // A cancelled mini-batch may still be running and reading x_i: the local step
+      // and the mix that writes x_i wait for it. (The neighbours that read x_i then
+      // wait too: they need its updated model.)
+      w.ctx().compute().record(compute_tail_[i]);
+      cm.wait(compute_tail_[i]);
       copy_async(cm, readback + 2 * i, w.accumulator() + P_, 2 * sizeof(float));
       if (!fused_)
         optim::fused_sgd_update(cm, w.params(), w.momentum(), w.accumulator(), P_, static_cast<float>(lr), sgd_, 1.0f);
@@ -129,7 +137,7 @@ class GossipExchange final : public Exchange {
   GossipPlanInfo info_;
   std::unique_ptr<comm::GossipExchange> comm_;
   bool fused_ = false;
-  std::vector<Event> local_done_;
+  std::vector<Event> local_done_, compute_tail_;
   mutable std::map<int64_t, comm::MixWeights> weights_;
   mutable std::map<int64_t, std::vector<std::vector<int>>> neighbours_;
 };

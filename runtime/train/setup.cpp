@@ -11,6 +11,7 @@
 #include "nets/models.h"
 #include "runtime/device/check.h"
 #include "runtime/train/exchange.h"
+#include "runtime/train/limits.h"
 
 namespace nbsgd::engine {
 
@@ -107,6 +108,7 @@ std::unique_ptr<Setup> make_setup(const TrainConfig& c) {
   if (!cfg.devices.empty()) s->devices = select_devices(s->devices, cfg.devices);
   s->virtual_clock = choose_clock(cfg, s->devices.backend);
   const int N = static_cast<int>(s->devices.devices.size());
+  check_workers(N, cfg.host_workers > 0 ? "--host-workers" : "--devices");
 
   s->ctl.window = parse_window(cfg.window);
   s->ctl.workers = N;
@@ -114,6 +116,7 @@ std::unique_ptr<Setup> make_setup(const TrainConfig& c) {
   s->ctl.split = cfg.split;
   s->ctl.cap = parse_cap(cfg.cap, s->ctl.window, cfg.split);
   s->ctl.adaptive_guard = cfg.adaptive_guard;
+  validate_window(s->ctl.window, N, cfg.split);
   if (!s->virtual_clock) check_real_clock(cfg, s->ctl);
   if (cfg.window_scope == "neighbors" && (cfg.exchange == "ring" || cfg.exchange == "adpsgd"))
     throw InputError("--window-scope neighbors: applies to --exchange dpsgd and matcha only");
@@ -138,6 +141,8 @@ std::unique_ptr<Setup> make_setup(const TrainConfig& c) {
   s->P = s->workers[0]->P();
   s->flops = m0.flops_per_sample();
   cfg.model = duration_model_for_net(cfg.model, cfg.net);
+  // A deadline without a cap must not hold more mini-batches than a step can track.
+  check_window_size(s->ctl.window, s->ctl.cap, N, cfg.split, cfg.model.compute_s(s->flops, cfg.batch / cfg.split));
 
   const int64_t steps_per_epoch = std::max<int64_t>(1, tr.n / (int64_t(N) * cfg.batch));
   s->schedule = optim::parse_lr_schedule(cfg.lr_schedule, cfg.lr, steps_per_epoch);

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/device/check.h"
+#include "runtime/device/file_io.h"
 #include "runtime/apps/cli/commands.h"
 #include "runtime/apps/cli/train_flags.h"
 #include "runtime/train/engine.h"
@@ -37,25 +38,9 @@ std::string finished_str(const std::vector<int>& k) {
 
 }  // namespace
 
-// Writes text to path through a temporary file and a rename: never half-written.
+// Durable and atomic: a temporary file, fsync, rename, fsync of the folder.
 void write_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw InputError("cannot write " + tmp + ": " + std::strerror(errno));
-    f << text;
-    f.flush();
-    if (!f) {
-      std::filesystem::remove(tmp);
-      throw InputError("cannot write " + tmp + ": " + std::strerror(errno));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp);
-    throw InputError("cannot rename " + tmp + " to " + path + ": " + ec.message());
-  }
+  write_file_atomically(path, text, std::filesystem::path(path).filename().string());
 }
 
 nlohmann::json summary_json(const engine::RunSummary& s) {
