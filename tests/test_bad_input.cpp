@@ -115,7 +115,7 @@ std::vector<BadCase> cases() {
       {"PredictBatchHuge", "predict --batch 1000000000", {"--batch 1000000000"}},
       {"TopologyWorkersHuge", "topology --show complete --workers 100000", {"--workers"}},
       // ---- durations beyond the virtual clock's bound
-      {"SlowdownHuge", kTrain + "--out {dir}/out --slowdown 1e15,1", {"--slowdown", "1e+15"}},
+      {"SlowdownHuge", kTrain + "--out {dir}/out --slowdown 1e15,1", {"--slowdown", "1e15"}},
       {"PredictSlowdownHuge", "predict --workers 2 --slowdown 1e15,1", {"--slowdown 1e15,1"}},
       {"WindowDeadlineHuge", kTrain + "--out {dir}/out --window deadline:1e308", {"--window deadline:1e308"}},
       {"PredictWindowDeadlineHuge", "predict --windows deadline:1e308", {"--windows deadline:1e308"}},

@@ -88,12 +88,14 @@ DeviceList discover_devices(const DiscoverOptions& opt) {
   const bool hidden = cvd && (std::string(cvd).empty() || std::string(cvd) == "-1");
   if (!hidden) {
     const std::string seen = visible_gpu(opt.probe);
+    // Not a bug of nbsgd but of the machine's set-up: one line saying what to do
+    // (InputError: printed as it is, exit 1).
     if (!seen.empty())
-      throw Error("a GPU is visible (" + seen + ") but CUDA cannot use it: " + why +
+      throw InputError("a GPU is visible (" + seen + ") but CUDA cannot use it: " + why +
                   "; fix the driver or the CUDA set-up, or pass --host-workers N to train on host workers");
   }
   if (gpu_required())
-    throw Error("NBSGD_REQUIRE_GPU is set, but no GPU can be used: " + why +
+    throw InputError("NBSGD_REQUIRE_GPU is set, but no GPU can be used: " + why +
                 " (unset it, or pass --host-workers N, to run on host workers)");
   return host_devices(opt.default_host_workers, why);
 }

@@ -79,15 +79,17 @@ void Engine::Impl::load_checkpoint(const std::string& path) {
   LoadedTensors t = load_safetensors(path);
   const nets::Model& model = s->workers[0]->model();
   auto meta = [&](const char* key) -> const std::string& { return meta_string(t, key, path); };
-  if (!t.data_checksum_verified)
-    throw InputError("checkpoint " + path + ": no checksum of its tensors ('nbsgd.data_crc32'): it was not written "
-                     "by nbsgd, or by an older nbsgd; --resume needs one of its own checkpoints");
+
   auto same = [&](const char* key, const std::string& mine, const char* what) {
     auto it = t.metadata.find(key);
     const std::string theirs = it == t.metadata.end() ? (std::string(key) == "nbsgd.exchange" ? "ring" : "") : it->second;
     if (theirs != mine)
       throw InputError(fmt::format("checkpoint {}: made with {} {}, this run has {}", path, what, theirs, mine));
   };
+  meta("nbsgd.net");  // a file another tool wrote has none: say so first
+  if (!t.data_checksum_verified)
+    throw InputError("checkpoint " + path + ": no checksum of its tensors ('nbsgd.data_crc32'): it was not written "
+                     "by nbsgd, or by an older nbsgd; --resume needs one of its own checkpoints");
   if (meta("nbsgd.net") != model.description())
     throw InputError("checkpoint " + path + " was made for another net: " + meta("nbsgd.net") + ", this run is " +
                      model.description());
