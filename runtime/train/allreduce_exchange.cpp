@@ -28,7 +28,6 @@ class AllReduceExchange final : public Exchange {
         if (j != w) everyone_.back().push_back(j);
     }
     modelled_s_ = model.allreduce_s((P_ + 2) * sizeof(float), n);
-    for (auto& w : workers) compute_tail_.push_back(w->ctx().event());
   }
 
   std::string describe() const override { return fmt::format("ring all-reduce ({})", allreduce_->name()); }
@@ -40,7 +39,8 @@ class AllReduceExchange final : public Exchange {
   // Sum the workers' [G, n, loss] (one all-reduce of P+2 floats), keep worker 0's
   // [n, loss] for the log, then one fused update per worker. Every replica applies
   // the same kernel to the same summed bytes, so the replicas stay bit-identical.
-  void enqueue(int64_t, double lr, const std::vector<const Event*>& ready, float* readback) override {
+  void enqueue(int64_t, double lr, const std::vector<const Event*>& ready, const std::vector<const Event*>& running,
+               float* readback) override {
     NBSGD_NVTX_RANGE("exchange+update", nvtx::kExchange);
     std::vector<float*> bufs;
     for (auto& w : workers_) bufs.push_back(w->accumulator());
@@ -51,8 +51,7 @@ class AllReduceExchange final : public Exchange {
       Worker& w = *workers_[i];
       // A cancelled mini-batch may still be running and reading the weights: the
       // update waits for it (only this worker's own stream; the sum above did not).
-      w.ctx().compute().record(compute_tail_[i]);
-      w.ctx().comm().wait(compute_tail_[i]);
+      if (i < running.size() && running[i]) w.ctx().comm().wait(*running[i]);
       optim::fused_sgd_update(w.ctx().comm(), w.params(), w.momentum(), w.accumulator(), P_, static_cast<float>(lr),
                               sgd_, 1.0f);
       w.ctx().comm().record(w.update_done);
@@ -69,7 +68,6 @@ class AllReduceExchange final : public Exchange {
   std::unique_ptr<comm::AllReduce> allreduce_;
   std::vector<std::vector<int>> everyone_;
   double modelled_s_ = 0;
-  std::vector<Event> compute_tail_;
 };
 
 }  // namespace

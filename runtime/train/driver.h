@@ -30,6 +30,9 @@ struct StepWindow {
   std::vector<int> samples;    // n_i
   std::vector<double> delay_s;  // injected delay and stall, per worker
   std::vector<const Event*> ready;  // per worker: the last writer of its accumulator
+  // Per worker: the end of a cancelled mini-batch still running when the window
+  // closed (it reads the weights, so the update waits for it); null when none.
+  std::vector<const Event*> running;
   int64_t wasted = 0;           // mini-batches that ran (or will run) and did not count
   int64_t total_samples() const;
 };

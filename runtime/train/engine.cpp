@@ -74,7 +74,7 @@ void Engine::Impl::issue_step() {
   p.lr = s->schedule.lr_at(step);
   driver->step(step, p.window);
   float* rb = readback.as<float>() + p.slot * exchange->readback_floats();
-  exchange->enqueue(step, p.lr, p.window.ready, rb);
+  exchange->enqueue(step, p.lr, p.window.ready, p.window.running, rb);
   for (int w = 0; w < n(); ++w) s->workers[w]->ctx().comm().record(step_done[p.slot][w]);
   exchange->forget_before(step + 1);
   samples_total += p.window.total_samples();
@@ -198,6 +198,9 @@ RunSummary Engine::Impl::run(const std::function<void(const StepRecord&)>& on_st
       periodic();
     }
   }
+  // Stop first: queued work is cancelled and injected stalls still held are cut,
+  // so the last steps' exchanges do not wait for a stalled worker.
+  driver->stop();
   drain(true, on_step);
   finish(sum, wall0);
   return sum;

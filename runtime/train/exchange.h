@@ -45,7 +45,11 @@ class Exchange {
   virtual double modelled_s(int64_t step, int w) const = 0;
   // Floats of one step's read-back slot (pinned host memory the caller owns).
   virtual size_t readback_floats() const = 0;
-  virtual void enqueue(int64_t step, double lr, const std::vector<const Event*>& ready, float* readback) = 0;
+  // `ready`: per worker, the last writer of its accumulator; `running` (may be
+  // empty): per worker, a cancelled mini-batch still reading its weights, which the
+  // worker's own update must wait for.
+  virtual void enqueue(int64_t step, double lr, const std::vector<const Event*>& ready,
+                       const std::vector<const Event*>& running, float* readback) = 0;
   // A step's totals from its read-back slot, once the slot's event passed.
   struct Totals {
     double n = 0, loss_sum = 0;

@@ -40,10 +40,7 @@ class GossipExchange final : public Exchange {
     // Plain SGD fuses the local step into the mix; momentum does not (each buffer
     // must advance exactly once, by its owner), nor does linear lr scaling (n_i/B).
     fused_ = cfg.momentum == 0.0 && sgd.count_ref == 0.0;
-    for (auto& w : workers) {
-      local_done_.push_back(w->ctx().event());
-      compute_tail_.push_back(w->ctx().event());
-    }
+    for (auto& w : workers) local_done_.push_back(w->ctx().event());
   }
 
   std::string describe() const override {
@@ -65,7 +62,8 @@ class GossipExchange final : public Exchange {
   // Per worker, on its comm stream after its last counted commit: read [n_i, loss_i]
   // back, the local step (unless the mix fuses it); then the mix, in which each
   // worker waits only for the neighbours it reads.
-  void enqueue(int64_t step, double lr, const std::vector<const Event*>& ready, float* readback) override {
+  void enqueue(int64_t step, double lr, const std::vector<const Event*>& ready,
+               const std::vector<const Event*>& running, float* readback) override {
     NBSGD_NVTX_RANGE("gossip exchange", nvtx::kExchange);
     std::vector<float*> x, acc;
     std::vector<const Event*> local;
@@ -76,8 +74,7 @@ class GossipExchange final : public Exchange {
       // A cancelled mini-batch may still be running and reading x_i: the local step
       // and the mix that writes x_i wait for it. (The neighbours that read x_i then
       // wait too: they need its updated model.)
-      w.ctx().compute().record(compute_tail_[i]);
-      cm.wait(compute_tail_[i]);
+      if (i < running.size() && running[i]) cm.wait(*running[i]);
       copy_async(cm, readback + 2 * i, w.accumulator() + P_, 2 * sizeof(float));
       if (!fused_)
         optim::fused_sgd_update(cm, w.params(), w.momentum(), w.accumulator(), P_, static_cast<float>(lr), sgd_, 1.0f);
@@ -137,7 +134,7 @@ class GossipExchange final : public Exchange {
   GossipPlanInfo info_;
   std::unique_ptr<comm::GossipExchange> comm_;
   bool fused_ = false;
-  std::vector<Event> local_done_, compute_tail_;
+  std::vector<Event> local_done_;
   mutable std::map<int64_t, comm::MixWeights> weights_;
   mutable std::map<int64_t, std::vector<std::vector<int>>> neighbours_;
 };

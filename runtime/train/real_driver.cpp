@@ -49,6 +49,8 @@ class RealDriver final : public WindowDriver {
     next_slot_.assign(N, 0);
     plan_.resize(N);
     for (auto& w : s.workers) skipped_.emplace_back(w->slots(), 0);
+    started_ = std::vector<std::atomic<int64_t>>(static_cast<size_t>(N));
+    for (auto& a : started_) a.store(-1);
     for (auto& w : s.workers) {
       flags_.push_back(Buffer::mapped(w->ctx().backend(), w->slots() * sizeof(int)));
       stamps_.push_back(Buffer(w->ctx().backend(), w->ctx().device().ordinal, w->slots() * sizeof(uint64_t)));
@@ -115,8 +117,14 @@ class RealDriver final : public WindowDriver {
     cv_.wait(lk, [&] { return std::all_of(idle_.begin(), idle_.end(), [](bool b) { return b; }); });
     if (issue_error_) std::rethrow_exception(issue_error_);
     out.ready.assign(N, nullptr);
-    for (int w = 0; w < N; ++w)
+    out.running.assign(N, nullptr);
+    for (int w = 0; w < N; ++w) {
       out.ready[w] = last_counted_[w] >= 0 ? &s_.workers[w]->slot(last_counted_[w]).done : &s_.workers[w]->update_done;
+      // The window is closed: a mini-batch of this step that began is running or
+      // done (those that did not are skipped), and the last one to begin ends last.
+      const int64_t st = started_[w].load();
+      if (!sync_ && st >= 0 && st / kSlotCode == step) out.running[w] = &s_.workers[w]->slot(int(st % kSlotCode)).done;
+    }
     if (!sync_) {
       out.finished = ctl_.finished();
       out.samples = ctl_.finished_samples();
@@ -236,9 +244,16 @@ class RealDriver final : public WindowDriver {
       // staging, no compute, no throttle (a running one still runs to its end).
       int* skipped = skipped_[w].data() + k;
       *skipped = 0;
-      auto closed = [this, step] { return closed_through_.load() >= step; };
+      // Decided on the stream when the mini-batch is about to begin: skipped if its
+      // window has closed, else it runs, and the step's update must wait for it.
+      auto closed = [this, w, k, step] {
+        if (closed_through_.load() >= step) return true;
+        started_[w].store(step * kSlotCode + k);
+        return false;
+      };
       if (!sync_) {
-        wk.ctx().copy().begin_cancellable(closed);
+        // Staging only asks (it may run well ahead); the compute's first task decides.
+        wk.ctx().copy().begin_cancellable([this, step] { return closed_through_.load() >= step; });
         cs.begin_cancellable(closed, skipped);
       }
       wk.stage_and_compute(k, s_.data.train, mb->indices, stamp);
@@ -309,6 +324,9 @@ class RealDriver final : public WindowDriver {
   int64_t wasted_ = 0, reported_wasted_ = 0;
   int64_t skipped_before_start_ = 0;  // cancelled before they began: no work done
   std::atomic<int64_t> closed_through_{-1};  // the latest step whose window closed
+  // Per worker: step * kSlotCode + slot of the latest mini-batch that began (-1).
+  static constexpr int64_t kSlotCode = 1 << 16;
+  std::vector<std::atomic<int64_t>> started_;
   std::vector<std::vector<int>> skipped_;    // per worker, per slot: set by the stream
   int abandoned_holds_ = 0;  // cumulative: a cancellation is noticed when it ends
   double last_notice_t_ = 0;
