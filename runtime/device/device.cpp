@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <regex>
+#include <cctype>
 #include <sstream>
 
 #include "runtime/device/check.h"
@@ -36,26 +36,33 @@ GpuProbe GpuProbe::from_env() {
   return p;
 }
 
+// `prefix` followed by one or more digits, then `rest` (or the end when rest is "").
+bool prefix_digits(const std::string& s, const std::string& prefix, const std::string& rest) {
+  if (s.compare(0, prefix.size(), prefix) != 0) return false;
+  size_t i = prefix.size(), d = i;
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
+  if (i == d) return false;
+  return rest.empty() ? i == s.size() : s.compare(i, rest.size(), rest) == 0;
+}
+
 std::string visible_gpu(const GpuProbe& probe) {
   namespace fs = std::filesystem;
   // /dev/nvidia0, /dev/nvidia1, ...: one node per GPU (nvidiactl and nvidia-uvm
   // exist with the driver alone and do not count).
-  static const std::regex node("nvidia[0-9]+");
   std::error_code ec;
   for (fs::directory_iterator it(probe.dev_dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (std::regex_match(name, node)) return it->path().string();
+    if (prefix_digits(name, "nvidia", "")) return it->path().string();
   }
   if (probe.nvidia_smi.empty()) return "";
   const std::string cmd = probe.nvidia_smi + " -L 2>/dev/null";
   std::unique_ptr<FILE, int (*)(FILE*)> p(popen(cmd.c_str(), "r"), pclose);
   if (!p) return "";
-  static const std::regex gpu_line("GPU [0-9]+:.*");
   char line[512];
   while (std::fgets(line, sizeof line, p.get())) {
     std::string l(line);
     while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
-    if (std::regex_match(l, gpu_line)) return "nvidia-smi: " + l;
+    if (prefix_digits(l, "GPU ", ":")) return "nvidia-smi: " + l;
   }
   return "";
 }
