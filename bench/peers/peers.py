@@ -62,6 +62,8 @@ def nbsgd_run(a, *flags):
         with open(os.path.join(out, "metrics.jsonl")) as f:
             steps = [json.loads(line) for line in f if line.strip()]
     summary["step_records"] = [{"t": s["t"], "samples": s["samples"]} for s in steps]
+    # Mini-batches each worker had counted in the steps' windows (of steps x m possible).
+    summary["counted_minibatches"] = [sum(s["finished"][i] for s in steps) for i in range(len(steps[0]["finished"]))]
     return summary
 
 
@@ -104,9 +106,10 @@ def part_stragglers(a, threads):
                # Paired by repeat: the runs of one repeat ran back to back.
                "vs_ddp": stats([x["samples_per_s"] / d["samples_per_s"] for x, d in zip(rs, ddp)])}
         if name != "DDP gloo":
-            row["wasted_minibatches"] = stats([x.get("wasted_minibatches") for x in rs])
+            row["wasted_minibatches"] = stats([x["wasted_minibatches"] for x in rs])
+            row["slow_counted_minibatches"] = stats([x["counted_minibatches"][1] for x in rs])
         rows.append(row)
-    return {"workers": 2, "slowdown": f"1,{a.slowdown:g}", "net": "lenet", "batch_per_worker": a.straggler_batch,
+    return {"workers": 2, "slowdown": f"1,{a.slowdown:g}", "slow_factor": a.slowdown, "net": "lenet", "batch_per_worker": a.straggler_batch,
             "split": a.split, "steps": a.steps, "target_loss": a.target_loss, "threads_per_worker": threads,
             "rows": rows, "runs": runs}
 
@@ -175,25 +178,30 @@ def fmt(s, spec="{:,.0f}", unit=""):
 
 
 def table(res):
-    head = ("part", "run", "threads", "samples/s", "time to loss (s)", "ratio", "test accuracy")
+    head = ("part", "run", "threads", "samples/s", "time to loss (s)", "ratio", "test accuracy", "notes")
     lines = []
     if "stragglers" in res:
         p = res["stragglers"]
         for r in p["rows"]:
             ratio = "1 (reference)" if r["run"] == "DDP gloo" else fmt(r["vs_ddp"], "{:.2f}", "x") + " of DDP"
+            note = (f"slow worker counted {fmt(r['slow_counted_minibatches'])} of {p['steps'] * p['split']} "
+                    f"mini-batches, wasted {fmt(r['wasted_minibatches'])}" if "wasted_minibatches" in r else
+                    f"rank 1 sleeps {p['slow_factor'] - 1:g}x its forward+backward")
             lines.append((f"stragglers {p['slowdown']}", r["run"], f"{p['threads_per_worker']}/worker",
-                          fmt(r["samples_per_s"]), fmt(r["time_to_target_s"], "{:.2f}"), ratio, ""))
+                          fmt(r["samples_per_s"]), fmt(r["time_to_target_s"], "{:.2f}"), ratio, "", note))
     if "single" in res:
         p = res["single"]
         for net, n in p["nets"].items():
             for r in n["rows"]:
                 ratio = "" if r["run"].startswith("PyTorch") else fmt(r["vs_pytorch"], "{:.2f}", "x") + f" of {r['vs']}"
-                lines.append((f"single {net}", r["run"], str(p["threads"]), fmt(r["samples_per_s"]), "", ratio, ""))
+                note = f"mini-batch {p['batch'] // p['split']}" if r["run"].endswith(f"m={p['split']}") else ""
+                lines.append((f"single {net}", r["run"], str(p["threads"]), fmt(r["samples_per_s"]), "", ratio, "", note))
     if "parity" in res:
         p = res["parity"]
         for r in p["rows"]:
+            subset = f"first {p['train_limit']} training samples" if p["train_limit"] else "all 60,000 training samples"
             lines.append((f"parity {p['epochs']} epochs", r["run"], str(p["threads"]), "", "", "",
-                          fmt(r["test_accuracy"], "{:.4f}")))
+                          fmt(r["test_accuracy"], "{:.4f}"), f"seeds {p['seeds'][0]}-{p['seeds'][-1]}, {subset}"))
     widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(head)]
     row = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     return "\n".join([row(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [row(x) for x in lines])
@@ -226,7 +234,7 @@ def main():
     ap.add_argument("--steps", type=int, default=300, help="stragglers: steps per run")
     ap.add_argument("--slowdown", type=float, default=4.0, help="stragglers: worker 1's slowdown")
     ap.add_argument("--straggler-batch", type=int, default=64, help="stragglers: batch B per worker")
-    ap.add_argument("--target-loss", type=float, default=0.6, help="stragglers: training loss to time")
+    ap.add_argument("--target-loss", type=float, default=0.6, help="stragglers: training loss to time (mean of the last 10 steps)")
     ap.add_argument("--batch", type=int, default=128, help="single and parity: batch B")
     ap.add_argument("--split", type=int, default=8, help="nbsgd's mini-batches m per batch")
     ap.add_argument("--warmup", type=int, default=3, help="single: untimed steps first")

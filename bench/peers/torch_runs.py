@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -56,7 +57,7 @@ def _ddp_rank(rank, a, port, out_path):
         clock["hooks"] += 1
         if slow:
             time.sleep((a.slowdown - 1) * (time.perf_counter() - clock["t0"]))
-        return dist.algorithms.ddp_comm_hooks.default_hooks.allreduce_hook(None, bucket)
+        return default_hooks.allreduce_hook(None, bucket)
 
     model.register_comm_hook(None, hook)
     # Each rank its own shard of one shuffled order per epoch (DistributedSampler's split).
