@@ -10,7 +10,8 @@ Everything here mirrors a file of nbsgd, so that the two sides train the same th
                       (x - 0.2860) / 0.3530
   HYPER, make_sgd     runtime/train/config.h defaults and nets/optim/ops.h: torch.optim.SGD
                       on the mean gradient, dampening 0, weight decay added to the gradient
-  check_against_nbsgd parameter names, shapes and counts equal to the nbsgd binary's
+  check_against_nbsgd parameter names, shapes and counts equal to the nbsgd binary's, and
+                      3 SGD steps from nbsgd's initial weights give nbsgd's weights
 
 BatchNorm: nbsgd uses momentum 0.1, eps 1e-5 and the unbiased running variance, which are
 PyTorch's defaults. PyTorch's extra `num_batches_tracked` buffer holds no weights; it is
@@ -162,20 +163,64 @@ def _layer_params(model):
     return out
 
 
-def _nbsgd_checkpoint_tensors(nbsgd, net, workdir):
-    """Trains one tiny step and reads the checkpoint's safetensors header: the names and
-    shapes nbsgd itself gives its weights (without the optimiser's momentum.* copies)."""
-    data = ["--data", "synthetic-cifar"] if net == "resnet20" else []
-    out = os.path.join(workdir, net)
-    cmd = [nbsgd, "train", "--net", net, *data, "--host-workers", "1", "--clock", "real", "--steps", "1",
-           "--batch", "8", "--split", "1", "--train-limit", "64", "--test-limit", "8", "--quiet", "--out", out]
+def _nbsgd_train(nbsgd, out, *flags):
+    cmd = [nbsgd, "train", "--host-workers", "1", "--clock", "real", "--test-limit", "8", "--quiet", "--out", out,
+           *map(str, flags)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"models.py: {' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()[-400:]}")
-    with open(os.path.join(out, "checkpoint.safetensors"), "rb") as f:
+    return out
+
+
+def read_safetensors(path):
+    """name -> tensor of a safetensors file (nets/checkpoint.h: F32 only)."""
+    with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(n))
-    return {k: v["shape"] for k, v in header.items() if k != "__metadata__" and not k.startswith("momentum.")}
+        body = f.read()
+    return {k: torch.frombuffer(bytearray(body[v["data_offsets"][0]:v["data_offsets"][1]]),
+                                dtype=torch.float32).reshape(v["shape"])
+            for k, v in header.items() if k != "__metadata__"}
+
+
+def _nbsgd_checkpoint_tensors(nbsgd, net, workdir):
+    """Trains one tiny step and reads the checkpoint: the names and shapes nbsgd itself
+    gives its weights (without the optimiser's momentum.* copies)."""
+    data = ["--data", "synthetic-cifar"] if net == "resnet20" else []
+    out = _nbsgd_train(nbsgd, os.path.join(workdir, net), "--net", net, *data, "--steps", 1, "--batch", 8,
+                       "--split", 1, "--train-limit", 64)
+    t = read_safetensors(os.path.join(out, "checkpoint.safetensors"))
+    return {k: list(v.shape) for k, v in t.items() if not k.startswith("momentum.")}
+
+
+def check_same_steps(nbsgd, workdir, steps=3, atol=1e-5):
+    """The same data, normalisation, loss and SGD as nbsgd, to rounding: nbsgd's initial
+    weights (a run with lr 1e-30) are loaded into the PyTorch LeNet, which then takes
+    `steps` SGD steps with HYPER on the first unshuffled batches; nbsgd takes the same
+    steps with its defaults (B=128 in m=8 mini-batches). The weights must agree to atol."""
+    n = steps * HYPER["batch"]
+    common = ["--net", "lenet", "--shuffle", "off", "--train-limit", n]
+    init = read_safetensors(os.path.join(_nbsgd_train(nbsgd, os.path.join(workdir, "init"), *common, "--steps", 1,
+                                                      "--lr", 1e-30), "checkpoint.safetensors"))
+    after = read_safetensors(os.path.join(_nbsgd_train(nbsgd, os.path.join(workdir, "steps"), *common,
+                                                       "--steps", steps), "checkpoint.safetensors"))
+    with open(os.path.join(workdir, "steps", "config.json")) as f:
+        cfg = json.load(f)
+    errors = [f"nbsgd's default {k} is {cfg[k]}, models.HYPER says {v}" for k, v in HYPER.items() if cfg[k] != v]
+    model = LeNet()
+    model.load_state_dict({k: v for k, v in init.items() if not k.startswith("momentum.")})
+    opt = make_sgd(model)
+    x, y = load_fashion_mnist("train", n)
+    for s in range(steps):
+        b = slice(s * HYPER["batch"], (s + 1) * HYPER["batch"])
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x[b]), y[b]).backward()
+        opt.step()
+    for k, v in model.state_dict().items():
+        d = (v - after[k]).abs().max().item()
+        if not d <= atol:
+            errors.append(f"lenet: {k} differs from nbsgd's by up to {d:.3g} after {steps} SGD steps (tolerance {atol:g})")
+    return errors
 
 
 def compare(net, model, described, checkpoint):
@@ -215,4 +260,6 @@ def check_against_nbsgd(nbsgd, nets=("lenet", "resnet20")):
             if r.returncode != 0:
                 raise SystemExit(f"models.py: {nbsgd} describe-net {net} --json failed: {r.stderr.strip()}")
             errors += compare(net, make_net(net), json.loads(r.stdout), _nbsgd_checkpoint_tensors(nbsgd, net, tmp))
+        if not errors:
+            errors += check_same_steps(nbsgd, tmp)
     return errors

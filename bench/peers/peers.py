@@ -10,7 +10,8 @@
 
 Runs alternate (A B C A B C ...) so that a change in the machine's load hits every side
 alike; each figure is the median of the repeats with their min and max. First it checks
-that the PyTorch nets have nbsgd's parameter names, shapes and counts, and stops if not.
+that the PyTorch nets have nbsgd's parameter names, shapes and counts and that PyTorch's SGD
+steps from nbsgd's initial weights give nbsgd's weights; it stops if not.
 
 Usage: bench/peers/.venv/bin/python bench/peers/peers.py [--nbsgd build/host/nbsgd]
          [--json bench/peers/results.json] [--parts stragglers,single,parity] [--repeats 3]
@@ -61,7 +62,7 @@ def nbsgd_run(a, *flags):
             summary = json.load(f)
         with open(os.path.join(out, "metrics.jsonl")) as f:
             steps = [json.loads(line) for line in f if line.strip()]
-    summary["step_records"] = [{"t": s["t"], "samples": s["samples"]} for s in steps]
+    summary["step_records"] = [{"t": s["t"], "samples": s["samples"], "loss": s["loss"]} for s in steps]
     # Mini-batches each worker had counted in the steps' windows (of steps x m possible).
     summary["counted_minibatches"] = [sum(s["finished"][i] for s in steps) for i in range(len(steps[0]["finished"]))]
     return summary
@@ -267,7 +268,8 @@ def main():
         print(f"peers.py --check: {e}", file=sys.stderr)
     if errors:
         fail(f"{len(errors)} differences between the PyTorch nets and nbsgd's; no measurement taken")
-    print("peers.py: lenet and resnet20 have nbsgd's parameter names, shapes and counts", file=sys.stderr)
+    print("peers.py: lenet and resnet20 have nbsgd's parameter names, shapes and counts; 3 SGD steps of LeNet from "
+          "nbsgd's initial weights give nbsgd's weights", file=sys.stderr)
     if a.check:
         return
 

@@ -87,7 +87,8 @@ def _ddp_rank(rank, a, port, out_path):
         res = {"samples": samples, "steps": a.steps, "clock_s": clock_s, "samples_per_s": samples / clock_s,
                "time_to_target_s": time_to_target(steps, a.target_loss),
                "final_train_loss": sum(s for _, s, _ in steps[-LOSS_WINDOW:]) / sum(c for *_, c in steps[-LOSS_WINDOW:]),
-               "comm_hooks_per_step": clock["hooks"] / a.steps, "threads_per_rank": torch.get_num_threads()}
+               "comm_hooks_per_step": clock["hooks"] / a.steps,
+               "step_records": [{"t": t, "samples": c, "loss": l / c} for t, l, c in steps], "threads_per_rank": torch.get_num_threads()}
         with open(out_path, "w") as f:
             json.dump(res, f)
     dist.destroy_process_group()
