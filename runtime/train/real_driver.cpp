@@ -46,6 +46,7 @@ class RealDriver final : public WindowDriver {
     const int N = s.n();
     clock_base_ = steady_now_s();
     inflight_.assign(N, 0);
+    last_done_t_.assign(N, 0.0);
     next_slot_.assign(N, 0);
     plan_.resize(N);
     for (auto& w : s.workers) skipped_.emplace_back(w->slots(), 0);
@@ -295,6 +296,10 @@ class RealDriver final : public WindowDriver {
       t = std::max(t, last_notice_t_);
       last_notice_t_ = t;
       const bool current = step_ == step;
+      // adaptive: every mini-batch that ran feeds the rate estimate, its service time
+      // taken from the worker's previous completion (its stream runs them in order).
+      if (!*skipped) ctl_.observe(w, std::max(last_done_t_[w], ctl_.step_start()), t, actual);
+      last_done_t_[w] = t;
       const bool counted = current && ctl_.on_complete(w, t, actual);
       *flag_host = counted ? 1 : 0;
       if (counted) {
@@ -328,7 +333,8 @@ class RealDriver final : public WindowDriver {
   static constexpr int64_t kSlotCode = 1 << 16;
   std::vector<std::atomic<int64_t>> started_;
   std::vector<std::vector<int>> skipped_;    // per worker, per slot: set by the stream
-  int abandoned_holds_ = 0;  // cumulative: a cancellation is noticed when it ends
+  int abandoned_holds_ = 0;
+  std::vector<double> last_done_t_;  // per worker: its latest completion notice  // cumulative: a cancellation is noticed when it ends
   double last_notice_t_ = 0;
   std::vector<Buffer> flags_, stamps_;
   std::vector<std::thread> issuers_;
