@@ -247,10 +247,11 @@ class RealDriver final : public WindowDriver {
       *skipped = 0;
       // Decided on the stream when the mini-batch is about to begin: skipped if its
       // window has closed, else it runs, and the step's update must wait for it.
+      // (Mark first, then look: with the trainer's close-then-read, either this sees
+      // the close and skips, or the trainer sees the mark and waits for it.)
       auto closed = [this, w, k, step] {
-        if (closed_through_.load() >= step) return true;
         started_[w].store(step * kSlotCode + k);
-        return false;
+        return closed_through_.load() >= step;
       };
       if (!sync_) {
         // Staging only asks (it may run well ahead); the compute's first task decides.
