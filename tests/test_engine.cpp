@@ -47,6 +47,20 @@ RunOut run(const TrainConfig& c) {
   return r;
 }
 
+// A straggler profile written to a temporary file for one test, removed with it.
+struct TempProfile {
+  std::string path;
+  explicit TempProfile(const char* toml) {
+    char name[] = "/tmp/nbsgd-profile-XXXXXX.toml";
+    const int fd = mkstemps(name, 5);
+    EXPECT_GE(fd, 0);
+    EXPECT_EQ(write(fd, toml, strlen(toml)), ssize_t(strlen(toml)));
+    close(fd);
+    path = name;
+  }
+  ~TempProfile() { std::remove(path.c_str()); }
+};
+
 std::vector<double> losses(const RunOut& r) {
   std::vector<double> l;
   for (const auto& s : r.steps) l.push_back(s.loss);
@@ -229,18 +243,13 @@ TEST(Engine, StepWhereNobodyFinishesIsSkippedAndLogged) {
       "[[device.default.schedule]]\n"
       "steps = [2, 3]\n"
       "stall = { distribution = \"constant\", value_ms = 50 }\n";
-  char path[] = "/tmp/nbsgd-skip-XXXXXX.toml";
-  int fd = mkstemps(path, 5);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(write(fd, toml, strlen(toml)), ssize_t(strlen(toml)));
-  close(fd);
+  const TempProfile prof(toml);
   TrainConfig c = small_config();
   c.steps = 30;
   c.window = "deadline:5";
   c.cap = "m";
-  c.profile = path;
+  c.profile = prof.path;
   RunOut r = run(c);
-  std::remove(path);
   ASSERT_EQ(r.steps.size(), 30u);
   EXPECT_FALSE(r.steps[0].skipped);
   EXPECT_FALSE(r.steps[1].skipped);
@@ -283,17 +292,13 @@ TEST(Engine, AStalledWorkerDoesNotHoldTheRunsEnd) {
       "[device.default]\n"
       "[device.1]\n"
       "stall = { probability = 1.0, distribution = \"constant\", value_ms = 600000 }\n";
-  char path[] = "/tmp/nbsgd-stall-XXXXXX.toml";
-  int fd = mkstemps(path, 5);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(write(fd, toml, strlen(toml)), ssize_t(strlen(toml)));
-  close(fd);
+  const TempProfile prof(toml);
   TrainConfig c = small_config();
   c.host_workers = 2;
   c.clock = "real";
   c.steps = 5;
   c.window = "fastest";
-  c.profile = path;
+  c.profile = prof.path;
   // Run on a thread of its own: were the run held, the test fails after the safety
   // net instead of waiting 10 minutes per step (the thread is left behind).
   auto done = std::make_shared<std::promise<RunOut>>();
@@ -301,7 +306,6 @@ TEST(Engine, AStalledWorkerDoesNotHoldTheRunsEnd) {
   std::thread([c, done] { done->set_value(run(c)); }).detach();
   ASSERT_EQ(f.wait_for(std::chrono::seconds(120)), std::future_status::ready) << "the stalled worker held the run";
   RunOut r = f.get();
-  std::remove(path);
   ASSERT_EQ(r.steps.size(), 5u);
   for (const auto& s : r.steps) EXPECT_EQ(s.finished[1], 0);  // the stalled worker contributes nothing
   EXPECT_GE(r.summary.abandoned_holds, 1);
