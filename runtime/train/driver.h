@@ -22,6 +22,18 @@
 
 namespace nbsgd::engine {
 
+// One span of a worker's timeline in a step, on the run's clock (seconds since the
+// run began): what the trace (--trace) shows. Names follow the NVTX ranges.
+struct TraceSpan {
+  enum class Kind { MiniBatch, Stall, Throttle, Exchange, Update };
+  enum class Fate { Counted, Wasted, Skipped };  // mini-batches only
+  Kind kind = Kind::MiniBatch;
+  Fate fate = Fate::Counted;
+  int worker = 0;
+  int size = 0;  // samples (mini-batches)
+  double start = 0, end = 0;
+};
+
 struct StepWindow {
   int64_t epoch = 0;
   double t_end = -1;    // virtual clock: the step's end (exchange and update included); real: < 0
@@ -34,6 +46,12 @@ struct StepWindow {
   // closed (it reads the weights, so the update waits for it); null when none.
   std::vector<const Event*> running;
   int64_t wasted = 0;           // mini-batches that ran (or will run) and did not count
+  // The window's open and close on the run's clock, per worker (equal for a global
+  // window; gossip with --window-scope neighbors has one per worker). Empty: unknown.
+  std::vector<double> open_t, close_t;
+  // What the trace shows for this step: filled only when the driver was asked to
+  // (trace_spans(true)), in no particular order.
+  std::vector<TraceSpan> spans;
   int64_t total_samples() const;
 };
 
@@ -60,6 +78,11 @@ class WindowDriver {
   // Ends the run: queued work that has not started is cancelled, and nothing
   // waits for a stalled worker longer than its running mini-batch.
   virtual void stop() {}
+  // Asks the driver to fill StepWindow::spans from now on (false: stop).
+  void trace_spans(bool on) { trace_ = on; }
+
+ protected:
+  bool trace_ = false;
 };
 
 }  // namespace nbsgd::engine
