@@ -1,4 +1,4 @@
-// The engine with the gossip exchanges (D-PSGD, MATCHA, AD-PSGD) and GossipTimeline on the virtual clock,
+// The engine with the gossip exchanges (D-PSGD, MATCHA, AD-PSGD) and the Timeline on the virtual clock,
 // faithful (barrier-free) baselines, AD-PSGD reproducibility, consensus, exchange;
 // and the real-clock baselines against the virtual clock.
 #include <gtest/gtest.h>
@@ -12,7 +12,7 @@
 #include "runtime/apps/compare/compare.h"
 #include "runtime/train/engine.h"
 #include "runtime/train/exchange.h"
-#include "runtime/train/gossip_timeline.h"
+#include "runtime/train/timeline.h"
 #include "runtime/train/gossip/mixing.h"
 #include "runtime/train/gossip/topology.h"
 #include "runtime/train/straggler/profile.h"
@@ -174,8 +174,9 @@ TEST(GossipEngine, ExchangeIsTheMatrixProduct) {
 // the slow one run ahead, but never by more than their graph distance in steps.
 TEST(GossipTimeline, BlockingDriftIsBoundedByGraphDistance) {
   const int N = 6;
-  GossipTimelineConfig tc;
+  TimelineConfig tc;
   tc.controller.window = parse_window("sync");
+  tc.mixes_models = true;
   tc.controller.workers = N;
   tc.controller.batch = 32;
   tc.controller.split = 4;
@@ -186,9 +187,11 @@ TEST(GossipTimeline, BlockingDriftIsBoundedByGraphDistance) {
   auto prof = straggler::resolve(straggler::profile_from_slowdowns({5, 1, 1, 1, 1, 1}), N, {});
   const gossip::Graph g = gossip::ring(N);
   const auto nb = g.neighbours();
-  tc.exchange_s = [&](int64_t, int w) { return tc.model.gossip_s(4000, static_cast<int>(nb[w].size())); };
-  GossipTimeline tl(
-      tc, prof, [&](int64_t) -> const std::vector<std::vector<int>>& { return nb; },
+  const DurationModel dm = tc.model;
+  tc.exchange_s = [&nb, dm](int64_t, int w) { return dm.gossip_s(4000, static_cast<int>(nb[w].size())); };
+  tc.waits_for = [&nb](int64_t, int w) -> const std::vector<int>& { return nb[w]; };
+  Timeline tl(
+      tc, prof,
       [](int, int size, int& actual) -> int64_t {
         actual = size;
         return 0;
@@ -196,7 +199,7 @@ TEST(GossipTimeline, BlockingDriftIsBoundedByGraphDistance) {
       [](int64_t) {});
   std::vector<std::vector<double>> end(N);  // end[w][t] = E(w,t)
   for (int64_t t = 0; t < 12; ++t) {
-    GossipStepOutcome o = tl.finish_step(t);
+    TimelineStep o = tl.finish_step(t);
     for (int w = 0; w < N; ++w) {
       end[w].push_back(o.workers[w].end);
       EXPECT_EQ(o.workers[w].finished, 4);

@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "runtime/train/gossip/topology.h"
-#include "runtime/train/gossip_timeline.h"
+#include "runtime/train/timeline.h"
 #include "runtime/train/straggler/profile.h"
 #include "runtime/train/window.h"
 
@@ -22,9 +22,10 @@ struct Expect {
 
 // 4 workers on the ring 0-1-2-3-0; a mini-batch of one sample costs 1 ms times the
 // worker's slowdown; every exchange takes 0.5 ms and the update nothing.
-GossipStepOutcome first_step(const std::string& window, bool neighbors, const std::vector<double>& slowdowns) {
+TimelineStep first_step(const std::string& window, bool neighbors, const std::vector<double>& slowdowns) {
   const int N = 4;
-  GossipTimelineConfig tc;
+  TimelineConfig tc;
+  tc.mixes_models = true;
   tc.controller.window = parse_window(window);
   tc.controller.workers = N;
   tc.controller.batch = 2;
@@ -38,8 +39,9 @@ GossipStepOutcome first_step(const std::string& window, bool neighbors, const st
   tc.exchange_s = [](int64_t, int) { return 0.5 * kMs; };
   const auto prof = straggler::resolve(straggler::profile_from_slowdowns(slowdowns), N, {});
   static const auto nb = gossip::ring(N).neighbours();
-  GossipTimeline tl(
-      tc, prof, [](int64_t) -> const std::vector<std::vector<int>>& { return nb; },
+  tc.waits_for = [](int64_t, int w) -> const std::vector<int>& { return nb[w]; };
+  Timeline tl(
+      tc, prof,
       [](int, int size, int& actual) -> int64_t {
         actual = size;
         return 0;
@@ -48,9 +50,9 @@ GossipStepOutcome first_step(const std::string& window, bool neighbors, const st
   return tl.finish_step(0);
 }
 
-void check(const GossipStepOutcome& o, const Expect& e) {
+void check(const TimelineStep& o, const Expect& e) {
   for (int w = 0; w < 4; ++w) {
-    const GossipWorkerStep& r = o.workers[static_cast<size_t>(w)];
+    const TimelineWorkerStep& r = o.workers[static_cast<size_t>(w)];
     EXPECT_EQ(r.finished, e.finished[w]) << "worker " << w;
     EXPECT_EQ(r.samples, e.finished[w]) << "worker " << w;
     EXPECT_NEAR(r.close, e.close_ms[w] * kMs, 1e-12) << "worker " << w;

@@ -23,6 +23,7 @@ void StepController::begin_step(double t0) {
   samples_.assign(cfg_.workers, 0);
   total_ = 0;
   deadline_.reset();
+  predicted_ = 0;
   plan_.clear();
   if (cfg_.window.kind == WindowKind::Deadline) deadline_ = t0 + cfg_.window.deadline_s;
   if (cfg_.window.kind == WindowKind::Adaptive) make_adaptive_plan();
@@ -58,7 +59,15 @@ void StepController::make_adaptive_plan() {
     plan_[i].assign(k[i], b);
     predicted = std::max(predicted, k[i] * per_mb[i]);
   }
+  predicted_ = predicted;
   deadline_ = t0_ + cfg_.adaptive_guard * predicted;
+}
+
+void StepController::restart_clock(double t0) {
+  t0_ = t0;
+  if (closed_) return;
+  if (cfg_.window.kind == WindowKind::Deadline) deadline_ = t0 + cfg_.window.deadline_s;
+  if (cfg_.window.kind == WindowKind::Adaptive && predicted_ > 0) deadline_ = t0 + cfg_.adaptive_guard * predicted_;
 }
 
 int StepController::next_size(int w) const {

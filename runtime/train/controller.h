@@ -32,6 +32,11 @@ class StepController {
   // adaptive plan; other policies ignore them.
   void begin_step(double t0);
 
+  // The window's clock starts at t0 instead (the earliest moment a mini-batch of the
+  // step can begin: the first worker's update of the previous step has ended). The
+  // deadline and the adaptive guard count from it; the plan is kept.
+  void restart_clock(double t0);
+
   // Size of the next mini-batch worker w may start now (0: it must not start one).
   int next_size(int w) const;
   void on_start(int w, int size);
@@ -72,6 +77,7 @@ class StepController {
   std::vector<std::vector<int>> plan_;
   std::vector<double> rate_;
   std::optional<double> deadline_;
+  double predicted_ = 0;  // adaptive: the plan's predicted step time
 };
 
 }  // namespace nbsgd::engine

@@ -57,7 +57,13 @@ double Engine::Impl::now() const { return driver ? driver->now() : adpsgd_clock;
 bool Engine::Impl::stop_now(const std::atomic<bool>* stop, RunSummary& sum) const {
   const TrainConfig& c = s->cfg;
   if (c.steps > 0 && step >= c.steps) return true;
-  if (c.steps <= 0 && s->queue->epoch_complete(c.epochs - 1)) return true;
+  // Every epoch, not only the last: a cancelled mini-batch may hold an earlier
+  // epoch's samples until after the last epoch's permutation is used up.
+  if (c.steps <= 0) {
+    bool all = true;
+    for (int64_t e = 0; e < c.epochs && all; ++e) all = s->queue->epoch_complete(e);
+    if (all) return true;
+  }
   if (c.stop_at_target && time_to_target) return true;
   if (stop && stop->load()) {
     sum.interrupted = true;

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <queue>
+#include <cstdio>
+#include <cstdlib>
 
 #include "runtime/device/check.h"
-#include "runtime/train/sim_event.h"
 
 namespace nbsgd::engine {
 
@@ -14,107 +14,607 @@ straggler::Rng step_stream(const straggler::ResolvedProfile& p, int device, int6
   return straggler::device_stream(straggler::splitmix64(s), device, purpose);
 }
 
-VirtualTimeline::VirtualTimeline(const TimelineConfig& cfg, const straggler::ResolvedProfile& profile)
-    : cfg_(cfg), profile_(profile), ctl_(cfg.controller) {
-  NBSGD_CHECK(static_cast<int>(profile.devices.size()) == cfg.controller.workers,
-              "profile resolved for another number of workers");
-  free_at_.assign(cfg.controller.workers, 0.0);
-}
-
-void VirtualTimeline::restore(double now, const std::vector<double>& free_at, const std::vector<double>& rates) {
-  NBSGD_CHECK(free_at.size() == free_at_.size() && rates.size() == free_at_.size(), "timeline state size");
-  now_ = now;
-  free_at_ = free_at;
-  ctl_.set_rates(rates);
-}
-
 namespace {
-enum EventType { kComplete = 0, kDeadline = 1, kFree = 2 };
+// Tie order at equal times (see the header).
+enum EventType { kComplete = 0, kDeadline = 1, kStepEnd = 2, kCheck = 3, kTake = 4, kOpen = 5 };
+using Fate = TimelineMiniBatch::Fate;
 }  // namespace
 
-StepOutcome VirtualTimeline::step(int64_t step_index, const TakeFn& take) {
-  const int n = cfg_.controller.workers;
-  StepOutcome out;
-  out.step = step_index;
-  out.t0 = now_;
-  out.delay_s.assign(n, 0.0);
-  ctl_.begin_step(now_);
-
-  std::vector<straggler::Rng> delay_rng, stall_rng;
-  for (int w = 0; w < n; ++w) {
-    delay_rng.push_back(step_stream(profile_, w, step_index, straggler::RngPurpose::Delay));
-    stall_rng.push_back(step_stream(profile_, w, step_index, straggler::RngPurpose::Stall));
+struct Timeline::Group {
+  std::unique_ptr<StepController> ctl;
+  std::vector<int> members;  // ascending
+  std::vector<int> owners;   // the workers whose own window this is
+  int64_t step = 0;
+  bool handled = false;
+  double start = -1;  // S: the window's clock (deadline, adaptive guard) starts here
+  int local(int w) const {
+    auto it = std::lower_bound(members.begin(), members.end(), w);
+    NBSGD_CHECK(it != members.end() && *it == w, "worker is not a member of this window");
+    return static_cast<int>(it - members.begin());
   }
+};
 
-  SimQueue q;
-  now_ = quantize(now_);
-  int64_t seq = 0;
-  for (int w = 0; w < n; ++w) {
-    const double stall = profile_.devices[w].draw_stall_s(stall_rng[w], step_index);
-    out.delay_s[w] += quantize(stall);
-    q.push({ns(std::max(now_, free_at_[w])) + ns(stall), kFree, w, seq++});
+double TimelineStep::end() const {
+  double e = 0;
+  for (const auto& w : workers) e = std::max(e, w.end);
+  return e;
+}
+
+int64_t TimelineStep::total_samples() const {
+  int64_t n = 0;
+  for (const auto& w : workers) n += w.samples;
+  return n;
+}
+
+int64_t TimelineStep::wasted() const {
+  int64_t n = 0;
+  for (const auto& w : workers)
+    for (const auto& mb : w.minibatches) n += mb.fate == Fate::Wasted;
+  return n;
+}
+
+int64_t TimelineStep::skipped() const {
+  int64_t n = 0;
+  for (const auto& w : workers)
+    for (const auto& mb : w.minibatches) n += mb.fate == Fate::Skipped;
+  return n;
+}
+
+Timeline::Timeline(const TimelineConfig& cfg, const straggler::ResolvedProfile& profile, TakeFn take,
+                   GiveBackFn give_back)
+    : cfg_(cfg),
+      profile_(profile),
+      take_(std::move(take)),
+      give_back_(std::move(give_back)),
+      n_(cfg.controller.workers),
+      sync_(cfg.controller.window.kind == WindowKind::Sync),
+      rates_(cfg.controller) {
+  NBSGD_CHECK(static_cast<int>(profile.devices.size()) == n_, "profile resolved for another number of workers");
+  NBSGD_CHECK(cfg_.inflight >= 1, "timeline: in-flight depth must be >= 1");
+  NBSGD_CHECK(cfg_.exchange_s && cfg_.waits_for, "timeline: the exchange's duration and neighbours are required");
+  ws_.resize(static_cast<size_t>(n_));
+  ends_.resize(static_cast<size_t>(n_));
+  if (own_key(0) < 0) {
+    push(0.0, kOpen, -1, 0, -1);
+  } else {
+    for (int w = 0; w < n_; ++w) push(0.0, kOpen, w, 0, w);
   }
-  if (auto d = ctl_.deadline()) q.push({ns(*d), kDeadline, -1, seq++});
+}
 
-  std::vector<int> current(n, -1);  // index into out.minibatches of the worker's running one
-  while (!q.empty()) {
-    const SimEvent e = q.top();
-    q.pop();
-    if (e.type == kDeadline) {
-      ctl_.close_at(s_of(e.t));
-      continue;
+Timeline::~Timeline() = default;
+
+void Timeline::push(double t, int type, int w, int64_t step, int aux) { q_.push({ns(t), type, w, seq_++, step, aux}); }
+
+TimelineWorkerStep& Timeline::rec(int64_t step, int w) {
+  NBSGD_CHECK(live(step), "timeline: a forgotten step was touched");
+  auto& v = steps_[step];
+  if (v.empty()) v.resize(static_cast<size_t>(n_));
+  return v[static_cast<size_t>(w)];
+}
+
+double Timeline::end_of(int64_t step, int w) {
+  if (step < 0) return 0.0;
+  const auto& e = ends_[static_cast<size_t>(w)];
+  auto it = e.find(step);
+  return it == e.end() ? -1.0 : it->second;
+}
+
+// Sync windows of a gossip exchange are each worker's own (a blocking worker waits
+// for its neighbours' models, never for their windows); the neighbourhood scope
+// gives every worker its own window; otherwise one window per step.
+int Timeline::own_key(int w) const {
+  if ((sync_ && cfg_.mixes_models) || cfg_.neighbors_scope) return w;
+  return -1;
+}
+
+Timeline::Group* Timeline::find_group(int64_t step, int key) {
+  auto it = groups_.find({step, key});
+  return it == groups_.end() ? nullptr : it->second.get();
+}
+
+Timeline::Group& Timeline::group(int64_t step, int key, double t0) {
+  if (Group* g = find_group(step, key)) return *g;
+  auto g = std::make_unique<Group>();
+  g->step = step;
+  ControllerConfig cc = cfg_.controller;
+  if (key < 0) {
+    for (int w = 0; w < n_; ++w) g->members.push_back(w);
+    g->owners = g->members;
+  } else {
+    g->members.push_back(key);
+    if (!sync_) {
+      const auto& nb = cfg_.waits_for(step, key);
+      g->members.insert(g->members.end(), nb.begin(), nb.end());
+      std::sort(g->members.begin(), g->members.end());
     }
-    if (e.type == kComplete) {
-      SimMiniBatch& mb = out.minibatches[current[e.worker]];
-      mb.counted = ctl_.on_complete(e.worker, s_of(e.t), mb.size);
-      continue;
-    }
-    // kFree: the worker can start its next mini-batch, if the window allows.
-    const int w = e.worker;
-    if (current[w] >= 0) {
-      const SimMiniBatch& prev = out.minibatches[current[w]];
-      ctl_.observe(w, prev.start, prev.free, prev.size);
-    }
-    free_at_[w] = s_of(e.t);
-    const int want = ctl_.next_size(w);
-    if (want <= 0) continue;
-    int actual = 0;
-    const int64_t handle = take(w, want, actual);
-    if (actual <= 0) continue;
-    ctl_.on_start(w, actual);
-    const int64_t c = ns(cfg_.model.compute_s(cfg_.flops_per_sample, actual));
-    const int64_t injected = ns((profile_.devices[w].slowdown(step_index) - 1.0) * s_of(c)) +
-                             ns(profile_.devices[w].draw_delay_s(delay_rng[w], step_index));
-    out.delay_s[w] += s_of(injected);
-    SimMiniBatch mb;
-    mb.worker = w;
-    mb.size = actual;
-    mb.handle = handle;
-    // The injected delay sits inside the mini-batch, before its commit (as METHOD.md's
-    // run-time model counts it: a mini-batch is done after c_i + D).
-    const int64_t done = e.t + c + injected;
-    mb.start = s_of(e.t);
-    mb.commit = mb.free = s_of(done);
-    current[w] = static_cast<int>(out.minibatches.size());
-    out.minibatches.push_back(mb);
-    q.push({done, kComplete, w, seq++});
-    q.push({done, kFree, w, seq++});
+    g->owners = {key};
   }
-  // Every worker ran out of work without the policy closing (e.g. the data ended).
-  if (!ctl_.closed()) {
-    double last = now_;
-    for (const auto& mb : out.minibatches)
-      if (mb.counted) last = std::max(last, mb.commit);
-    ctl_.close_at(last);
+  const int size = static_cast<int>(g->members.size());
+  cc.workers = size;
+  if (cc.window.kind == WindowKind::Quorum && size < n_)
+    cc.window.quorum_k = std::max<int64_t>(1, (cc.window.quorum_k * size + n_ - 1) / n_);
+  g->ctl = std::make_unique<StepController>(cc);
+  std::vector<double> r;
+  for (int m : g->members) r.push_back(rates_.rates()[static_cast<size_t>(m)]);
+  g->ctl->set_rates(r);
+  g->ctl->begin_step(t0);
+  Group& ref = *g;
+  groups_[{step, key}] = std::move(g);
+  start_clock(ref, t0);
+  if (auto it = early_.find({step, key}); it != early_.end()) {
+    for (auto [w, t, s] : it->second) ref.ctl->on_complete(ref.local(w), t, s);
+    early_.erase(it);
   }
+  return ref;
+}
 
-  out.close = ctl_.close_time();
-  out.finished = ctl_.finished();
-  out.samples = ctl_.finished_samples();
-  for (int s : out.samples) out.total_samples += s;
-  const double exchange = cfg_.exchange_s >= 0 ? cfg_.exchange_s : cfg_.model.allreduce_s(cfg_.exchange_bytes, n);
-  out.end = s_of(ns(out.close) + ns(exchange) + ns(cfg_.model.update_s(cfg_.params)));
-  now_ = out.end;
+// The window's clock starts when the first of its members' previous step has ended
+// (the earliest moment one of its mini-batches can begin), once all are known.
+void Timeline::start_clock(Group& g, double now) {
+  if (g.start >= 0) return;
+  double first = -1;
+  for (int m : g.members) {
+    const double e = end_of(g.step - 1, m);
+    if (e < 0) return;
+    first = first < 0 ? e : std::min(first, e);
+  }
+  g.start = std::max(first, g.ctl->step_start());
+  g.ctl->restart_clock(g.start);
+  if (auto d = g.ctl->deadline()) push(std::max(quantize(*d), now), kDeadline, g.owners.size() == 1 ? g.owners[0] : -1, g.step, group_key(g));
+}
+
+int Timeline::group_key(const Group& g) const {
+  return g.owners.size() == 1 && own_key(g.owners[0]) >= 0 ? g.owners[0] : -1;
+}
+
+// --window sync: mini-batch k of every worker, worker 0 first, for k = 0..m-1 (the
+// real driver's plan), made when the step first opens anywhere.
+void Timeline::plan_sync(int64_t step) {
+  if (plans_.count(step)) return;
+  auto& plan = plans_[step];
+  plan.resize(static_cast<size_t>(n_));
+  const int b = cfg_.controller.mini_batch();
+  for (int k = 0; k < cfg_.controller.split; ++k)
+    for (int i = 0; i < n_; ++i) {
+      int actual = 0;
+      const int64_t h = take_(i, b, actual);
+      if (actual > 0) plan[static_cast<size_t>(i)].emplace_back(h, actual);
+    }
+}
+
+void Timeline::open(int64_t step, int key, double t) {
+  if (!live(step)) return;
+  if (sync_) plan_sync(step);
+  Group& g = group(step, key, t);
+  for (int o : g.owners) open_worker(o, step, t, g);
+  // The issuers hand out in turns at the same instant: every worker's first, then
+  // every worker's second, ... (at equal speeds, the sync plan's order).
+  if (!sync_)
+    for (int k = 0; k < cfg_.inflight; ++k)
+      for (int o : g.owners) take_one(o, t);
+  for (int o : g.owners) advance(o, t);
+  if (g.ctl->closed() && !g.handled) handle_close(g);
+  if (!g.handled) maybe_idle_close(g, t);
+}
+
+void Timeline::open_worker(int w, int64_t step, double t, Group& g) {
+  WorkerState& s = ws_[static_cast<size_t>(w)];
+  TimelineWorkerStep& r = rec(step, w);
+  r.open = t;
+  r.neighbours = cfg_.waits_for(step, w);
+  s.issue_step = step;
+  s.starved = false;
+  s.delay_rng = step_stream(profile_, w, step, straggler::RngPurpose::Delay);
+  straggler::Rng stall_rng = step_stream(profile_, w, step, straggler::RngPurpose::Stall);
+  r.stall_s = quantize(profile_.devices[static_cast<size_t>(w)].draw_stall_s(stall_rng, step));
+  if (r.stall_s > 0) s.fifo.push_back(Item{true, step, -1, -1});
+  if (sync_) {
+    for (auto [h, size] : plans_[step][static_cast<size_t>(w)]) {
+      add_minibatch(w, step, h, size, t);
+      g.ctl->on_start(g.local(w), size);
+    }
+    r.idle = true;
+  }
+}
+
+void Timeline::add_minibatch(int w, int64_t step, int64_t handle, int size, double t) {
+  WorkerState& s = ws_[static_cast<size_t>(w)];
+  TimelineWorkerStep& r = rec(step, w);
+  const auto& dev = profile_.devices[static_cast<size_t>(w)];
+  TimelineMiniBatch mb;
+  mb.size = size;
+  mb.handle = handle;
+  mb.take = t;
+  // Compute, then the throttle's (s-1)c and the random delay, each on the grid.
+  const int64_t c = ns(cfg_.model.compute_s(cfg_.flops_per_sample, size));
+  mb.compute_s = s_of(c);
+  mb.injected_s = s_of(ns((dev.slowdown(step) - 1.0) * s_of(c)) + ns(dev.draw_delay_s(s.delay_rng, step)));
+  r.minibatches.push_back(mb);
+  ++r.pending;
+  ++s.inflight;
+  ++in_flight_;
+  s.fifo.push_back(Item{false, step, static_cast<int>(r.minibatches.size()) - 1, handle});
+}
+
+// The issuer of worker w hands out one mini-batch if its open window and the
+// in-flight depth allow; false (and idle, when the window gives nothing) otherwise.
+bool Timeline::take_one(int w, double t) {
+  WorkerState& s = ws_[static_cast<size_t>(w)];
+  const int64_t step = s.issue_step;
+  if (step < 0 || !live(step) || sync_ || s.inflight >= cfg_.inflight) return false;
+  TimelineWorkerStep& r = rec(step, w);
+  if (r.idle) return false;
+  Group* g = find_group(step, own_key(w));
+  NBSGD_CHECK(g != nullptr, "timeline: a worker's open window must exist");
+  const int local = g->local(w);
+  const int want = g->ctl->closed() ? 0 : g->ctl->next_size(local);
+  int actual = 0;
+  const int64_t handle = want > 0 ? take_(w, want, actual) : -1;
+  if (actual <= 0) {
+    // The queue is dry (the run's last epoch): while anything is in flight its
+    // samples may come back, so the issuer waits for that; otherwise it is done.
+    if (want > 0 && in_flight_ > 0) {
+      s.starved = true;
+    } else {
+      r.idle = true;
+      if (want > 0) exhausted_ = true;  // the data has ended for good
+    }
+    return false;
+  }
+  g->ctl->on_start(local, actual);
+  add_minibatch(w, step, handle, actual, t);
+  return true;
+}
+
+void Timeline::take(int w, double t) {
+  WorkerState& s = ws_[static_cast<size_t>(w)];
+  if (s.issue_step < 0 || !live(s.issue_step) || sync_) return;
+  while (take_one(w, t)) {
+  }
+  advance(w, t);
+  Group* g = find_group(s.issue_step, own_key(w));
+  if (g && !g->handled) maybe_idle_close(*g, t);
+}
+
+// The stream of worker w moves on to its next item, if it is free.
+void Timeline::advance(int w, double t) {
+  WorkerState& s = ws_[static_cast<size_t>(w)];
+  if (s.busy || s.check_queued || s.fifo.empty()) return;
+  const Item& head = s.fifo.front();
+  if (!head.stall) {  // it looks at the window first, after this instant's closes
+    s.check_queued = true;
+    push(t, kCheck, w, head.step);
+    return;
+  }
+  // An injected stall holds the stream after the previous step's update.
+  s.current = head;
+  s.fifo.pop_front();
+  s.busy = true;
+  s.reached = t;
+  start_current(w);
+}
+
+// The stream reaches a queued mini-batch: skipped if its window has closed, else it
+// runs (and counts as running for its window's close from now on).
+void Timeline::check(int w, double t) {
+  WorkerState& s = ws_[static_cast<size_t>(w)];
+  s.check_queued = false;
+  NBSGD_CHECK(!s.fifo.empty() && !s.fifo.front().stall, "timeline: stream check without a mini-batch");
+  const Item item = s.fifo.front();
+  s.fifo.pop_front();
+  bool closed = !live(item.step);
+  if (!closed) {
+    Group* g = find_group(item.step, own_key(w));
+    closed = g == nullptr || g->ctl->closed();
+  }
+  if (closed) {
+    if (live(item.step)) rec(item.step, w).minibatches[static_cast<size_t>(item.index)].fate = Fate::Skipped;
+    give_back_(item.handle);
+    notice(w, item.step, t, true);
+    advance(w, t);
+    return;
+  }
+  s.current = item;
+  s.busy = true;
+  s.reached = t;
+  start_current(w);
+}
+
+// The current item begins once worker w's previous step has ended (E(w,t-1)).
+void Timeline::start_current(int w) {
+  WorkerState& s = ws_[static_cast<size_t>(w)];
+  const double gate = end_of(s.current.step - 1, w);
+  s.waiting_gate = gate < 0;
+  if (s.waiting_gate) return;  // schedule_end() resumes it
+  const double begin = std::max(s.reached, gate);
+  if (s.current.stall) {
+    double stall = 0;
+    if (live(s.current.step)) {
+      TimelineWorkerStep& r = rec(s.current.step, w);
+      r.stall_begin = begin;
+      stall = r.stall_s;
+    } else {
+      stall = stall_of_.at({s.current.step, w});
+    }
+    push(add_ns(begin, stall), kComplete, w, s.current.step);
+    return;
+  }
+  TimelineWorkerStep& r = rec(s.current.step, w);
+  TimelineMiniBatch& mb = r.minibatches[static_cast<size_t>(s.current.index)];
+  mb.begin = begin;
+  mb.end = s_of(ns(begin) + ns(mb.compute_s) + ns(mb.injected_s));
+  push(mb.end, kComplete, w, s.current.step);
+  if (r.closed && r.running && !r.running_known) {
+    r.running_end = mb.end;
+    r.running_known = true;
+    try_exchange(s.current.step);
+  }
+}
+
+void Timeline::on_complete(int w, double t) {
+  WorkerState& s = ws_[static_cast<size_t>(w)];
+  s.busy = false;
+  const Item item = s.current;
+  if (item.stall) {
+    stall_of_.erase({item.step, w});
+    advance(w, t);
+    return;
+  }
+  bool counted = false;
+  Group* g = nullptr;
+  if (live(item.step)) {
+    TimelineWorkerStep& r = rec(item.step, w);
+    TimelineMiniBatch& mb = r.minibatches[static_cast<size_t>(item.index)];
+    rates_.observe(w, mb.begin, t, mb.size);
+    g = find_group(item.step, own_key(w));
+    counted = g != nullptr && g->ctl->on_complete(g->local(w), t, mb.size);
+    mb.fate = counted ? Fate::Counted : Fate::Wasted;
+    if (counted) {
+      ++r.finished;
+      r.samples += mb.size;
+      if (own_key(w) >= 0 && !sync_) {
+        // The neighbourhood windows w belongs to count its finished work too.
+        for (int i : cfg_.waits_for(item.step, w)) {
+          if (Group* gi = find_group(item.step, i)) {
+            feed(*gi, w, t, mb.size);
+          } else {
+            early_[{item.step, i}].emplace_back(w, t, mb.size);
+          }
+        }
+      }
+    }
+  }
+  if (!counted) give_back_(item.handle);
+  if (g && g->ctl->closed() && !g->handled) handle_close(*g);
+  notice(w, item.step, t, !counted);
+  advance(w, t);
+}
+
+// A mini-batch of worker w's was decided (counted, wasted or skipped): one fewer in
+// flight, so its issuer may hand out another.
+void Timeline::notice(int w, int64_t step, double t, bool returned) {
+  WorkerState& s = ws_[static_cast<size_t>(w)];
+  --s.inflight;
+  --in_flight_;
+  push(t, kTake, w, s.issue_step);
+  // Issuers waiting on a dry queue look again: samples came back, or nothing more
+  // can come back.
+  if (returned || in_flight_ == 0)
+    for (int j = 0; j < n_; ++j)
+      if (ws_[static_cast<size_t>(j)].starved) {
+        ws_[static_cast<size_t>(j)].starved = false;
+        push(t, kTake, j, ws_[static_cast<size_t>(j)].issue_step);
+      }
+  if (!live(step)) return;
+  --rec(step, w).pending;
+  if (Group* g = find_group(step, own_key(w)); g && !g->handled) maybe_idle_close(*g, t);
+}
+
+void Timeline::feed(Group& g, int w, double t, int size) {
+  g.ctl->on_complete(g.local(w), t, size);
+  if (g.ctl->closed() && !g.handled) handle_close(g);
+}
+
+// A window that nothing can change any more closes now: every owner's issuer is
+// idle and nothing it handed out is still undecided.
+void Timeline::maybe_idle_close(Group& g, double t) {
+  if (g.handled) return;
+  for (int o : g.owners) {
+    const TimelineWorkerStep& r = rec(g.step, o);
+    if (r.open < 0 || !r.idle || r.pending > 0) return;
+  }
+  g.ctl->close_at(t);
+  handle_close(g);
+}
+
+void Timeline::handle_close(Group& g) {
+  g.handled = true;
+  const double c = g.ctl->close_time();
+  for (int o : g.owners) {
+    TimelineWorkerStep& r = rec(g.step, o);
+    r.closed = true;
+    r.idle = true;
+    r.close = std::max(c, r.open);
+    const WorkerState& s = ws_[static_cast<size_t>(o)];
+    if (s.busy && !s.current.stall && s.current.step == g.step) {
+      const TimelineMiniBatch& mb = r.minibatches[static_cast<size_t>(s.current.index)];
+      r.running = true;
+      r.running_known = mb.begin >= 0;
+      r.running_end = mb.begin >= 0 ? mb.end : -1;
+    }
+  }
+  // The next window opens now (the real engine's trainer opens it once this one's
+  // exchange is enqueued).
+  const int key = group_key(g);
+  for (int o : g.owners) rec(g.step, o).start = g.start;
+  if (!exhausted_) push(std::max(c, rec(g.step, g.owners[0]).open), kOpen, key, g.step + 1, key);
+  try_exchange(g.step);
+}
+
+// Schedules every exchange of `step` whose inputs are known.
+void Timeline::try_exchange(int64_t step) {
+  if (!live(step)) return;
+  auto& v = steps_[step];
+  if (v.empty()) v.resize(static_cast<size_t>(n_));
+  const double u = cfg_.model.update_s(cfg_.params);
+  auto ready = [&](int j) { return v[j].closed && v[j].running_known && end_of(step - 1, j) >= 0; };
+  if (!cfg_.mixes_models) {
+    // A sum over all workers: it starts when every window closed and every comm
+    // stream is free; then each worker's update, after its running mini-batch.
+    double xs = 0;
+    for (int j = 0; j < n_; ++j) {
+      if (!v[j].closed || end_of(step - 1, j) < 0) return;
+      xs = std::max({xs, v[j].close, end_of(step - 1, j)});
+    }
+    for (int w = 0; w < n_; ++w) {
+      TimelineWorkerStep& r = v[w];
+      if (r.scheduled || !r.running_known) continue;
+      r.exchange_begin = xs;
+      r.exchange_end = add_ns(xs, cfg_.exchange_s(step, w));
+      r.update_begin = r.running ? std::max(r.exchange_end, r.running_end) : r.exchange_end;
+      r.update_end = add_ns(r.update_begin, u);
+      schedule_end(w, step, r.update_end);
+    }
+    return;
+  }
+  // Gossip: each worker's local step, after its running mini-batch and its previous
+  // mix; then the mix waits for the local steps of the neighbours it reads.
+  auto local_end = [&](int j) {
+    const TimelineWorkerStep& r = v[j];
+    double b = std::max(r.close, end_of(step - 1, j));
+    if (r.running) b = std::max(b, r.running_end);
+    return std::pair<double, double>{b, add_ns(b, u)};
+  };
+  for (int w = 0; w < n_; ++w) {
+    TimelineWorkerStep& r = v[w];
+    if (r.scheduled || !ready(w)) continue;
+    bool all = true;
+    for (int j : r.neighbours) all = all && ready(j);
+    if (!all) continue;
+    std::tie(r.update_begin, r.update_end) = local_end(w);
+    double x = r.update_end;
+    for (int j : r.neighbours) x = std::max(x, local_end(j).second);
+    r.exchange_begin = x;
+    r.exchange_end = add_ns(x, cfg_.exchange_s(step, w));
+    schedule_end(w, step, r.exchange_end);
+  }
+}
+
+// E(w,step) is known: what waited for it may go on.
+void Timeline::schedule_end(int w, int64_t step, double t) {
+  TimelineWorkerStep& r = rec(step, w);
+  r.scheduled = true;
+  r.end = t;
+  ends_[static_cast<size_t>(w)][step] = t;
+  push(t, kStepEnd, w, step);
+  WorkerState& s = ws_[static_cast<size_t>(w)];
+  if (s.busy && s.waiting_gate && s.current.step == step + 1) start_current(w);
+  for (auto it = groups_.lower_bound({step + 1, -2}); it != groups_.end() && it->first.first == step + 1; ++it)
+    start_clock(*it->second, now_sim_);
+  try_exchange(step + 1);
+}
+
+TimelineStep Timeline::finish_step(int64_t step) {
+  NBSGD_CHECK(step == first_live_, "timeline: steps must be finished in order");
+  auto all_ended = [&] {
+    auto& v = steps_[step];
+    if (v.empty()) v.resize(static_cast<size_t>(n_));
+    return std::all_of(v.begin(), v.end(), [](const TimelineWorkerStep& r) { return r.ended; });
+  };
+  while (!all_ended()) {
+    if (q_.empty() && exhausted_) {
+      // The data ended: this step has nothing to do and ends where the run is.
+      auto& v = steps_[step];
+      for (TimelineWorkerStep& r : v) {
+        if (r.open < 0) r.open = r.close = r.end = r.exchange_begin = r.exchange_end = r.update_begin =
+            r.update_end = now_;
+        r.ended = true;
+      }
+      break;
+    }
+    NBSGD_CHECK(!q_.empty(), "timeline stalled: no event left before every worker ended the step");
+    const SimEvent e = q_.top();
+    q_.pop();
+    const double t = s_of(e.t);
+    now_sim_ = t;
+    static const bool dbg = std::getenv("NBSGD_TL_DEBUG") != nullptr;
+    if (dbg) std::fprintf(stderr, "ev t=%lld type=%d w=%d step=%lld aux=%d\n", (long long)e.t, e.type, e.worker, (long long)e.step, e.aux);
+    switch (e.type) {
+      case kComplete:
+        on_complete(e.worker, t);
+        break;
+      case kDeadline:
+        if (live(e.step)) {
+          Group* g = find_group(e.step, e.aux);
+          if (g && !g->ctl->closed()) {
+            g->ctl->close_at(t);
+            handle_close(*g);
+          }
+        }
+        break;
+      case kStepEnd:
+        if (live(e.step)) rec(e.step, e.worker).ended = true;
+        break;
+      case kCheck:
+        check(e.worker, t);
+        break;
+      case kTake:
+        take(e.worker, t);
+        break;
+      case kOpen:
+        open(e.step, e.aux, t);
+        break;
+      default:
+        NBSGD_FAIL("unknown timeline event");
+    }
+  }
+  TimelineStep out;
+  out.step = step;
+  out.workers = std::move(steps_[step]);
+  for (int w = 0; w < n_; ++w) {
+    TimelineWorkerStep& r = out.workers[static_cast<size_t>(w)];
+    if (r.start < 0) {  // it closed before its clock was known: S from the members' ends
+      std::vector<int> members{w};
+      if (own_key(w) < 0) {
+        members.clear();
+        for (int j = 0; j < n_; ++j) members.push_back(j);
+      } else if (!sync_) {
+        members.insert(members.end(), r.neighbours.begin(), r.neighbours.end());
+      }
+      double first = -1;
+      for (int j : members) {
+        const double e = end_of(step - 1, j);
+        if (e >= 0) first = first < 0 ? e : std::min(first, e);
+      }
+      r.start = std::max(first, r.open);
+    }
+    r.delay_s = r.stall_s;
+    for (TimelineMiniBatch& mb : r.minibatches) {
+      // Still queued behind a long stall: its window has closed, so it will be skipped.
+      if (mb.fate == Fate::Pending) mb.fate = Fate::Skipped;
+      if (mb.begin >= 0) r.delay_s += mb.injected_s;
+    }
+    // A stall that has not ended yet is still needed by the stream.
+    const WorkerState& s = ws_[static_cast<size_t>(w)];
+    bool stall_pending = s.busy && s.current.stall && s.current.step == step;
+    for (const Item& it : s.fifo) stall_pending = stall_pending || (it.stall && it.step == step);
+    if (stall_pending) stall_of_[{step, w}] = r.stall_s;
+  }
+  steps_.erase(step);
+  groups_.erase(groups_.begin(), groups_.lower_bound({step + 1, -2}));
+  early_.erase(early_.begin(), early_.lower_bound({step + 1, -2}));
+  plans_.erase(plans_.begin(), plans_.lower_bound(step + 1));
+  first_live_ = step + 1;
+  // E(w,t) is needed only by the items still on worker w's stream.
+  for (int w = 0; w < n_; ++w) {
+    const WorkerState& s = ws_[static_cast<size_t>(w)];
+    int64_t oldest = first_live_;
+    if (s.busy) oldest = std::min(oldest, s.current.step);
+    for (const Item& it : s.fifo) oldest = std::min(oldest, it.step);
+    auto& e = ends_[static_cast<size_t>(w)];
+    e.erase(e.begin(), e.lower_bound(oldest - 1));
+  }
+  now_ = std::max(now_, out.end());
   return out;
 }
 

@@ -1,76 +1,208 @@
-// VirtualTimeline: one step of the engine on the virtual clock, as a discrete-event
-// simulation of what the GPUs would do (METHOD.md, "Honest timing"):
-//   - a worker starts the step when it is free (an in-flight mini-batch cancelled
-//     at the previous close still runs to its end) and after its stall, if any;
-//   - a mini-batch commits after its compute time plus its injected delay (the
-//     throttle's (s-1)c and the random delay run before the commit, as the delay
-//     kernel does on a GPU); a running one is never cut short by a window closing;
-//   - the window's rules are StepController's; ties are broken by time, then
-//     completions before the deadline before hand-outs, then worker index;
-//   - the exchange starts when the window closes and the update follows it.
-// The engine runs the math for what this says counted; `nbsgd predict` runs it alone.
+// Timeline: the engine on the virtual clock, for every exchange and both window
+// scopes, as one discrete-event simulation of what the real engine issues and what
+// the devices then do (METHOD.md, "Honest timing"; real_driver.cpp is the engine it
+// models). The engine runs the math afterwards for what this says counted; `nbsgd
+// predict` runs it alone.
+//
+// Per worker w and step t:
+//   - Its window opens at O(w,t): when the previous window closed (the real engine's
+//     trainer opens step t right after it enqueued step t-1's exchange). Step 0
+//     opens at 0. Global scope: one window per step over all workers; `--window-scope
+//     neighbors` (gossip): one window per worker over its closed neighbourhood,
+//     quorum:K scaled to ceil(K * |neighbourhood| / N).
+//   - Its issuer keeps at most `inflight` mini-batches in flight (taken from the
+//     shared queue and not yet noticed, a cancelled one still running included).
+//     It takes one whenever the window is open, the depth allows and the window's
+//     rules give a size; --window sync instead hands out each step's mini-batches at
+//     once, round-robin (mini-batch k of every worker, worker 0 first).
+//   - Its stream runs, in order: the step's injected stall (after E(w,t-1)), then
+//     each taken mini-batch. When the stream reaches a queued mini-batch it looks at
+//     the window: closed, the mini-batch is skipped (no work, no time, its samples
+//     go back); open, it runs: it begins its compute after E(w,t-1), and its end is
+//     compute + the injected throttle and random delay (before the commit, as the
+//     delay kernel does). A running mini-batch is never cut short: one still running
+//     at the close is wasted, its samples go back when it ends, and the update waits
+//     for it (it reads the weights).
+//   - The window's clock starts at S(t), when the first of its workers has ended its
+//     previous step (the earliest moment one of its mini-batches can begin; 0 for
+//     step 0): deadline:T closes it at S + T, the adaptive guard counts from S, and
+//     the window's length (window_s) is C - S.
+//   - The window's rules are StepController's. A mini-batch counts if it completes
+//     by the close (ties count). A window that nothing can change any more (every
+//     issuer idle, nothing in flight) closes at that moment. An issuer that finds
+//     the queue dry (the last epoch) while work is in flight anywhere waits for
+//     samples to come back rather than giving up.
+//   - The exchange (E(w,t): the step's model is ready):
+//       sum of accumulators (ring): it starts when the window closed and every
+//         worker's comm stream is free (after its step t-1 update), lasts the
+//         exchange's modelled time X; then w's update, after its running mini-batch:
+//         E(w,t) = max(max(C, max_j E(j,t-1)) + X, R(w,t)) + update;
+//       mixing of models (gossip): w's local step, after its running mini-batch and
+//         its previous mix: L(w,t) = max(C(w,t), R(w,t), E(w,t-1)) + update; then the
+//         mix waits only for the neighbours it reads:
+//         E(w,t) = max(L(w,t), max_{j active neighbour} L(j,t)) + X(w,t).
+//     So gossip workers drift apart, by at most their graph distance in steps.
+//
+// Times are on the 1 ns grid of sim_event.h. Ties: time, then completions <
+// deadlines < step ends < stream checks < hand-outs < window opens, then worker,
+// then insertion order. The simulation never looks at the models' values.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <map>
+#include <memory>
 #include <vector>
 
 #include "runtime/train/controller.h"
 #include "runtime/train/duration_model.h"
+#include "runtime/train/sim_event.h"
 #include "runtime/train/straggler/profile.h"
 
 namespace nbsgd::engine {
 
-struct SimMiniBatch {
-  int worker = 0;
+struct TimelineMiniBatch {
+  enum class Fate { Pending, Counted, Wasted, Skipped };
   int size = 0;
-  int64_t handle = -1;  // what the take callback returned (the engine's mini-batch)
-  double start = 0, commit = 0, free = 0;
-  bool counted = false;
+  int64_t handle = -1;  // what the take callback returned
+  double take = 0;      // handed out
+  double begin = -1;    // its compute began (-1: it never ran)
+  double compute_s = 0, injected_s = 0;
+  double end = -1;  // its completion (commit, or cancelled end)
+  Fate fate = Fate::Pending;
 };
 
-struct StepOutcome {
+struct TimelineWorkerStep {
+  double open = -1, close = -1;  // O(w,t), C(w,t)
+  double start = -1;             // S(w,t): the window's clock (see the header)
+  double stall_begin = -1, stall_s = 0;
+  double exchange_begin = -1, exchange_end = -1, update_begin = -1, update_end = -1;
+  double end = -1;         // E(w,t)
+  double running_end = -1;  // R(w,t): a mini-batch still running at the close ends then
+  double delay_s = 0;      // injected: stall + throttle + random delays of what ran
+  std::vector<TimelineMiniBatch> minibatches;  // hand-out order
+  int finished = 0, samples = 0;               // counted: k_i, n_i
+  std::vector<int> neighbours;                 // those its exchange waits for (without w)
+  // Simulation state.
+  bool closed = false, running = false, running_known = true, scheduled = false, ended = false;
+  bool idle = false;  // its issuer can hand out nothing more in this step
+  int pending = 0;    // handed out, not yet noticed
+};
+
+struct TimelineStep {
   int64_t step = 0;
-  double t0 = 0, close = 0, end = 0;  // start, window close, after exchange + update
-  std::vector<int> finished;          // k_i
-  std::vector<int> samples;           // n_i
-  std::vector<double> delay_s;        // injected delay + stall per worker in this step
-  std::vector<SimMiniBatch> minibatches;  // in hand-out order
-  int64_t total_samples = 0;
-  double window_s() const { return close - t0; }
+  std::vector<TimelineWorkerStep> workers;
+  double end() const;  // the last worker's E(w,t)
+  int64_t total_samples() const;
+  int64_t wasted() const;   // ran and did not count
+  int64_t skipped() const;  // handed out, cancelled before they began
 };
 
 struct TimelineConfig {
-  ControllerConfig controller;
+  ControllerConfig controller;  // workers = N, window, batch, split, cap, guard
+  bool neighbors_scope = false;
+  int inflight = 2;
   DurationModel model;
   double flops_per_sample = 0;
-  size_t exchange_bytes = 0;  // per worker, per step
-  size_t params = 0;          // for the update's cost
-  // Exchange cost override (gossip); < 0: ring all-reduce of exchange_bytes.
-  double exchange_s = -1.0;
+  size_t params = 0;  // for the update's cost
+  // The exchange mixes the models (gossip): the local step comes first. Otherwise it
+  // sums accumulators (ring) and the update follows it.
+  bool mixes_models = false;
+  // Worker w's exchange in a step on the virtual clock (Exchange::modelled_s), and
+  // whom it waits for (Exchange::waits_for: symmetric, without w).
+  std::function<double(int64_t step, int w)> exchange_s;
+  std::function<const std::vector<int>&(int64_t step, int w)> waits_for;
 };
 
-class VirtualTimeline {
+class Timeline {
  public:
-  VirtualTimeline(const TimelineConfig& cfg, const straggler::ResolvedProfile& profile);
-
-  // Hands out a mini-batch of at most `size` samples to worker w; returns a handle
+  // Hands out a mini-batch of at most `size` samples to worker w: returns a handle
   // and the actual size (0 when no data is left).
   using TakeFn = std::function<int64_t(int w, int size, int& actual)>;
-  StepOutcome step(int64_t step_index, const TakeFn& take);
+  // A handed-out mini-batch that did not count: its samples go back to the queue.
+  using GiveBackFn = std::function<void(int64_t handle)>;
 
+  Timeline(const TimelineConfig& cfg, const straggler::ResolvedProfile& profile, TakeFn take, GiveBackFn give_back);
+  ~Timeline();
+
+  // Simulates until every worker has ended step `step` (called for 0, 1, 2, ...),
+  // then returns that step and forgets it. Later steps' mini-batches may already be
+  // handed out; a pending one of this step is skipped later (its fate says so).
+  TimelineStep finish_step(int64_t step);
+  // The latest E(w,t) of the steps returned so far.
   double now() const { return now_; }
-  const std::vector<double>& free_at() const { return free_at_; }
-  StepController& controller() { return ctl_; }
-  // Resume support: the timeline's whole state.
-  void restore(double now, const std::vector<double>& free_at, const std::vector<double>& rates);
 
  private:
+  struct Group;
+  struct Item {  // one entry of a worker's stream
+    bool stall = false;
+    int64_t step = 0;
+    int index = -1;  // into the step's minibatches
+    int64_t handle = -1;
+  };
+  struct WorkerState {
+    int64_t issue_step = -1;  // the window it hands out into
+    int inflight = 0;
+    std::deque<Item> fifo;
+    bool busy = false;         // an item runs (or waits for E(w,t-1) after its check)
+    bool check_queued = false;  // a stream check is on the event queue
+    bool waiting_gate = false;  // the current item waits for E(w,t-1), not yet known
+    bool starved = false;       // its take found the queue dry while work was in flight
+    Item current;
+    double reached = 0;  // when the stream reached the current item
+    straggler::Rng delay_rng;
+  };
+
+  void push(double t, int type, int w, int64_t step, int aux = -1);
+  TimelineWorkerStep& rec(int64_t step, int w);
+  bool live(int64_t step) const { return step >= first_live_; }
+  double end_of(int64_t step, int w);  // E(w,step) if scheduled, else -1 (0 before step 0)
+  int own_key(int w) const;
+  Group& group(int64_t step, int key, double t0);
+  void start_clock(Group& g, double now);
+  int group_key(const Group& g) const;
+  Group* find_group(int64_t step, int key);
+  void open(int64_t step, int key, double t);
+  void open_worker(int w, int64_t step, double t, Group& g);
+  void plan_sync(int64_t step);
+  void add_minibatch(int w, int64_t step, int64_t handle, int size, double t);
+  bool take_one(int w, double t);
+  void take(int w, double t);
+  void advance(int w, double t);
+  void check(int w, double t);
+  void start_current(int w);
+  void on_complete(int w, double t);
+  void notice(int w, int64_t step, double t, bool returned);
+  void handle_close(Group& g);
+  void maybe_idle_close(Group& g, double t);
+  void try_exchange(int64_t step);
+  void schedule_end(int w, int64_t step, double t);
+  void feed(Group& g, int w, double t, int size);
+
   TimelineConfig cfg_;
   straggler::ResolvedProfile profile_;
-  StepController ctl_;
-  double now_ = 0.0;
-  std::vector<double> free_at_;
+  TakeFn take_;
+  GiveBackFn give_back_;
+  int n_;
+  bool sync_;
+  SimQueue q_;
+  int64_t seq_ = 0;
+  int64_t first_live_ = 0;  // steps before it are returned and forgotten
+  int64_t in_flight_ = 0;   // handed out and undecided, over all workers
+  bool exhausted_ = false;  // a bounded queue ran dry with nothing in flight: no more windows
+  double now_ = 0;
+  double now_sim_ = 0;  // the time of the event being handled
+  std::map<int64_t, std::vector<TimelineWorkerStep>> steps_;
+  std::map<std::pair<int64_t, int>, std::unique_ptr<Group>> groups_;
+  // Counted completions of members for a neighbourhood window not yet open.
+  std::map<std::pair<int64_t, int>, std::vector<std::tuple<int, double, int>>> early_;
+  // --window sync: each step's hand-out, per worker (made when the step first opens).
+  std::map<int64_t, std::vector<std::vector<std::pair<int64_t, int>>>> plans_;
+  std::vector<WorkerState> ws_;
+  std::vector<std::map<int64_t, double>> ends_;  // per worker: E(w,t), kept while its stream needs it
+  std::map<std::pair<int64_t, int>, double> stall_of_;  // stalls of forgotten steps not yet begun
+  StepController rates_;  // only its rate estimates (adaptive), fed every mini-batch that ran
 };
 
 // Per-step, per-device random streams: derived from (seed, step), so a resumed run

@@ -89,14 +89,15 @@ MeasuredRates measure_rates(const MeasureConfig& mc) {
     engine::TimelineConfig tc;
     tc.model = engine::duration_model_for_net(c.model, c.net);  // (lead) as train resolves it
     tc.flops_per_sample = cost.flops_per_sample;
-    tc.exchange_bytes = (cost.params + 2) * sizeof(float);
+    RingCost ring;
+    ring.bytes = (cost.params + 2) * sizeof(float);
     tc.params = cost.params;
     tc.controller.workers = n;
     tc.controller.batch = c.batch;
     tc.controller.split = c.split;
     tc.controller.cap = c.split;
     const int64_t steps = mc.steps > 0 ? mc.steps : 200;
-    for (int i = 0; i < n; ++i) out.rates.push_back(simulate_standalone(tc, profile, i, steps).samples_per_s());
+    for (int i = 0; i < n; ++i) out.rates.push_back(simulate_standalone(tc, ring, profile, i, steps).samples_per_s());
   } else {
     // One device at a time, alone, without injection.
     std::vector<std::string> specs;

@@ -126,7 +126,8 @@ Prediction run_prediction(const PredictConfig& in) {
   engine::TimelineConfig tc;
   tc.model = engine::duration_model_for_net(c.model, c.net);  // (lead) launch overhead from the net, as train does
   tc.flops_per_sample = out.cost.flops_per_sample;
-  tc.exchange_bytes = (out.cost.params + 2) * sizeof(float);
+  RingCost ring;
+  ring.bytes = (out.cost.params + 2) * sizeof(float);
   tc.params = out.cost.params;
   straggler::ResolvedProfile sim_profile = profile;
   if (!c.compute_s.empty()) {
@@ -144,10 +145,8 @@ Prediction run_prediction(const PredictConfig& in) {
     out.compute_s.assign(n, tc.model.compute_s(out.cost.flops_per_sample, b));
   }
   const double update_s = tc.model.update_s(tc.params);
-  if (c.after_close_s) tc.exchange_s = std::max(0.0, *c.after_close_s - update_s);
-  auto after_close = [&](int workers) {
-    return (tc.exchange_s >= 0 ? tc.exchange_s : tc.model.allreduce_s(tc.exchange_bytes, workers)) + update_s;
-  };
+  if (c.after_close_s) ring.override_s = std::max(0.0, *c.after_close_s - update_s);
+  auto after_close = [&](int workers) { return ring.seconds(tc.model, workers) + update_s; };
   out.after_close_s = after_close(n);
   // A mini-batch is never faster than the fastest device at full speed.
   const double fastest_minibatch_s = *std::min_element(out.compute_s.begin(), out.compute_s.end());
@@ -168,7 +167,7 @@ Prediction run_prediction(const PredictConfig& in) {
 
   // The ceiling: every device alone.
   for (int i = 0; i < n; ++i) {
-    out.rates.push_back(simulate_standalone(tc, sim_profile, i, c.steps).samples_per_s());
+    out.rates.push_back(simulate_standalone(tc, ring, sim_profile, i, c.steps).samples_per_s());
     out.ceiling += out.rates.back();
     out.model_rates.push_back(
         model_standalone_rate(profile, i, out.compute_s[i], c.split, b, after_close(1), c.steps));
@@ -185,7 +184,7 @@ Prediction run_prediction(const PredictConfig& in) {
     // mini-batches than memory allows (a long deadline without --cap).
     engine::validate_window(tc.controller.window, n, c.split, "--windows");
     engine::check_window_size(tc.controller.window, tc.controller.cap, n, c.split, fastest_minibatch_s, "--windows");
-    w.sim = simulate(tc, sim_profile, c.steps);
+    w.sim = simulate(tc, ring, sim_profile, c.steps);
     w.sim_efficiency = ratio(w.sim.samples_per_s(), out.ceiling);
     if (auto policy = policy_of(tc.controller.window, tc.controller.cap)) {
       try {

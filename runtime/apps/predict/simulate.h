@@ -1,5 +1,5 @@
 // Method (b) of `nbsgd predict`: the engine itself, without the math. Runs the
-// engine's VirtualTimeline (its window rules, honest timing and per-step random
+// engine's Timeline (its window rules, honest timing and per-step random
 // streams) over an endless data source, so a prediction for the virtual clock is
 // the measured run: the same steps, samples and clock as `nbsgd train --clock
 // virtual`, as long as the run's data set never hands out a short mini-batch (its
@@ -25,15 +25,27 @@ struct SimResult {
   double samples_per_s() const { return clock_s > 0 ? double(samples) / clock_s : 0.0; }
 };
 
-// Steps 0..steps-1 of the engine with cfg.controller.workers workers.
-SimResult simulate(const engine::TimelineConfig& cfg, const straggler::ResolvedProfile& profile, int64_t steps);
+// The ring all-reduce's cost on the virtual clock: a sum of `bytes` over the
+// simulated workers (DurationModel::allreduce_s), or `override_s` when >= 0.
+struct RingCost {
+  size_t bytes = 0;
+  double override_s = -1;
+  double seconds(const engine::DurationModel& m, int workers) const {
+    return override_s >= 0 ? override_s : m.allreduce_s(bytes, workers);
+  }
+};
+
+// Steps 0..steps-1 of the engine with cfg.controller.workers workers and the ring
+// exchange (cfg's exchange functions are set here).
+SimResult simulate(engine::TimelineConfig cfg, const RingCost& ring, const straggler::ResolvedProfile& profile,
+                   int64_t steps);
 
 // Device `device` of `profile` alone: one worker, the fastest window with cap m
 // (its step is its own batch of B), its own slowdowns, delays and stalls. Its
 // random draws come from a stream of its own (not the ones it has in a run with
 // the others); the rate is an expectation, not a replay. What `nbsgd devices
 // --measure` reports on the virtual clock.
-SimResult simulate_standalone(const engine::TimelineConfig& cfg, const straggler::ResolvedProfile& profile,
-                              int device, int64_t steps);
+SimResult simulate_standalone(const engine::TimelineConfig& cfg, const RingCost& ring,
+                              const straggler::ResolvedProfile& profile, int device, int64_t steps);
 
 }  // namespace nbsgd::predict
