@@ -1,6 +1,7 @@
 // The non-blocking engine on host workers with the virtual clock: exact tests.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <thread>
@@ -77,16 +78,30 @@ TEST(Engine, EveryPolicyAdmittingTheWholeBatchEqualsSyncWithoutStragglers) {
   struct Case {
     const char* window;
     const char* cap;
+    int inflight;
   };
-  for (Case k : {Case{"fastest", ""}, Case{"quorum:16", ""}, Case{"adaptive", ""}, Case{"deadline:1000", "m"}}) {
+  // quorum:16 without a cap keeps handing out while the window is open: with two in
+  // flight every worker holds a fifth mini-batch at the close, skipped and given
+  // back, which reorders the queue (the same samples count, on other workers). One
+  // in flight hands out nothing beyond the quorum.
+  for (Case k : {Case{"fastest", "", 2}, Case{"quorum:16", "", 1}, Case{"adaptive", "", 2},
+                 Case{"deadline:1000", "m", 2}, Case{"quorum:16", "m", 2}}) {
     TrainConfig c = base;
     c.window = k.window;
     c.cap = k.cap;
+    c.inflight = k.inflight;
     RunOut r = run(c);
     EXPECT_EQ(losses(r), losses(sync)) << k.window;  // bit for bit
     EXPECT_EQ(r.hashes, sync.hashes) << k.window;
     for (const auto& s : r.steps) EXPECT_EQ(s.finished, std::vector<int>(4, 4)) << k.window;
   }
+  TrainConfig q = base;
+  q.window = "quorum:16";
+  q.inflight = 2;
+  RunOut r = run(q);
+  EXPECT_NE(r.hashes, sync.hashes) << "quorum:16, no cap, 2 in flight: the skipped fifth mini-batches reorder the data";
+  for (const auto& s : r.steps) EXPECT_EQ(s.finished, std::vector<int>(4, 4));
+  EXPECT_EQ(r.summary.skipped_minibatches, 4 * 10);
 }
 
 // An independent computation of the duration model for the fastest window with
@@ -106,34 +121,42 @@ void check_fastest_against_model(const std::string& slowdown, const std::vector<
   const DurationModel& dm = e.config().model;  // launch overhead resolved for the net
   auto ns = [](double s) { return std::llround(s * 1e9); };
   const int64_t cost = ns(dm.compute_s(e.flops_per_sample(), 16));
-  const int64_t after = ns(dm.allreduce_s((e.num_params() + 2) * sizeof(float), 4)) + ns(dm.update_s(e.num_params()));
+  const int64_t sum = ns(dm.allreduce_s((e.num_params() + 2) * sizeof(float), 4));
+  const int64_t update = ns(dm.update_s(e.num_params()));
   const int m = 8;
-  std::vector<int64_t> free(4, 0);
-  int64_t t0 = 0;
+  // The engine's rules (timeline.h): worker w's mini-batches of step t begin at
+  // E(w,t-1), its previous update's end; the window's clock starts at the first
+  // such end (worker 0's: s = 1, never busy past a close); a mini-batch still
+  // running at the close is wasted and w's update waits for it; the sum starts
+  // once the window closed and every worker's previous update ended.
+  std::vector<int64_t> end(4, 0);  // E(w,t-1)
   bool saw_cancel = false;
   for (size_t step = 0; step < got.size(); ++step) {
-    const int64_t close = t0 + m * cost;  // worker 0 (s = 1) is never busy past a close
+    const int64_t start0 = *std::min_element(end.begin(), end.end());
+    const int64_t close = start0 + m * cost;
     std::vector<int> k(4);
+    std::vector<int64_t> running(4, 0);
     for (int w = 0; w < 4; ++w) {
-      const int64_t start = std::max(t0, free[w]);
       const int64_t d = s[w] * cost;
       int n = 0;
-      while (n < m && start + (n + 1) * d <= close) ++n;
+      while (n < m && end[w] + (n + 1) * d <= close) ++n;
       k[w] = n;
-      const int64_t next_start = start + n * d;
-      const bool cancelled = n < m && next_start < close;  // started, still running at the close
+      const int64_t next_start = end[w] + n * d;
+      const bool cancelled = n < m && next_start < close;  // began, still running at the close
       saw_cancel |= cancelled;
-      free[w] = cancelled ? next_start + d : next_start;
+      if (cancelled) running[w] = next_start + d;
     }
+    int64_t xs = close;
+    for (int64_t x : end) xs = std::max(xs, x);
+    for (int w = 0; w < 4; ++w) end[w] = std::max(xs + sum, running[w]) + update;
     EXPECT_EQ(got[step].finished, k) << "step " << step;
     EXPECT_EQ(got[step].samples, 16 * (k[0] + k[1] + k[2] + k[3]));
     EXPECT_NEAR(got[step].window_s, m * cost * 1e-9, 1e-15);
-    t0 = close + after;
+    EXPECT_NEAR(got[step].t, *std::max_element(end.begin(), end.end()) * 1e-9, 1e-12) << "step " << step;
   }
   // With slowdowns that divide m every worker ends exactly at the close; with
   // 3 and 5 the slow ones have a mini-batch running at the close, which is wasted.
   EXPECT_EQ(saw_cancel, expect_cancel) << slowdown;
-  EXPECT_NEAR(got.back().t, t0 * 1e-9, 1e-12);
 }
 
 TEST(Engine, FastestWindowFinishesWhatTheDurationModelPredicts) {

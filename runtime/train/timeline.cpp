@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 
 #include "runtime/device/check.h"
 
@@ -16,7 +14,7 @@ straggler::Rng step_stream(const straggler::ResolvedProfile& p, int device, int6
 
 namespace {
 // Tie order at equal times (see the header).
-enum EventType { kComplete = 0, kDeadline = 1, kStepEnd = 2, kCheck = 3, kTake = 4, kOpen = 5 };
+enum EventType { kComplete = 0, kDeadline = 1, kStepEnd = 2, kCheck = 3, kTake = 4, kOpen = 5, kRound = 6 };
 using Fate = TimelineMiniBatch::Fate;
 }  // namespace
 
@@ -187,14 +185,31 @@ void Timeline::open(int64_t step, int key, double t) {
   if (sync_) plan_sync(step);
   Group& g = group(step, key, t);
   for (int o : g.owners) open_worker(o, step, t, g);
-  // The issuers hand out in turns at the same instant: every worker's first, then
-  // every worker's second, ... (at equal speeds, the sync plan's order).
-  if (!sync_)
-    for (int k = 0; k < cfg_.inflight; ++k)
-      for (int o : g.owners) take_one(o, t);
-  for (int o : g.owners) advance(o, t);
   if (g.ctl->closed() && !g.handled) handle_close(g);
-  if (!g.handled) maybe_idle_close(g, t);
+  if (sync_) {
+    for (int o : g.owners) advance(o, t);
+    if (!g.handled) maybe_idle_close(g, t);
+    return;
+  }
+  // The issuers of every window opening at this instant hand out in turns, after
+  // all of them opened (kRound).
+  if (round_.empty()) push(t, kRound, -1, step);
+  for (int o : g.owners) round_.push_back(o);
+}
+
+// Every worker's first, then every worker's second, ... (at equal speeds, the sync
+// plan's order), for the windows that opened at this instant.
+void Timeline::take_round(double t) {
+  std::vector<int> ws;
+  ws.swap(round_);
+  std::sort(ws.begin(), ws.end());
+  for (int k = 0; k < cfg_.inflight; ++k)
+    for (int w : ws) take_one(w, t);
+  for (int w : ws) {
+    advance(w, t);
+    const WorkerState& s = ws_[static_cast<size_t>(w)];
+    if (Group* g = find_group(s.issue_step, own_key(w)); g && !g->handled) maybe_idle_close(*g, t);
+  }
 }
 
 void Timeline::open_worker(int w, int64_t step, double t, Group& g) {
@@ -537,8 +552,6 @@ TimelineStep Timeline::finish_step(int64_t step) {
     q_.pop();
     const double t = s_of(e.t);
     now_sim_ = t;
-    static const bool dbg = std::getenv("NBSGD_TL_DEBUG") != nullptr;
-    if (dbg) std::fprintf(stderr, "ev t=%lld type=%d w=%d step=%lld aux=%d\n", (long long)e.t, e.type, e.worker, (long long)e.step, e.aux);
     switch (e.type) {
       case kComplete:
         on_complete(e.worker, t);
@@ -563,6 +576,9 @@ TimelineStep Timeline::finish_step(int64_t step) {
         break;
       case kOpen:
         open(e.step, e.aux, t);
+        break;
+      case kRound:
+        take_round(t);
         break;
       default:
         NBSGD_FAIL("unknown timeline event");

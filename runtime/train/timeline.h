@@ -44,7 +44,8 @@
 //     So gossip workers drift apart, by at most their graph distance in steps.
 //
 // Times are on the 1 ns grid of sim_event.h. Ties: time, then completions <
-// deadlines < step ends < stream checks < hand-outs < window opens, then worker,
+// deadlines < step ends < stream checks < hand-outs < window opens < the opened
+// windows' first hand-outs (in turns: every worker's first, then every second), then worker,
 // then insertion order. The simulation never looks at the models' values.
 #pragma once
 
@@ -169,6 +170,7 @@ class Timeline {
   void add_minibatch(int w, int64_t step, int64_t handle, int size, double t);
   bool take_one(int w, double t);
   void take(int w, double t);
+  void take_round(double t);
   void advance(int w, double t);
   void check(int w, double t);
   void start_current(int w);
@@ -200,6 +202,7 @@ class Timeline {
   // --window sync: each step's hand-out, per worker (made when the step first opens).
   std::map<int64_t, std::vector<std::vector<std::pair<int64_t, int>>>> plans_;
   std::vector<WorkerState> ws_;
+  std::vector<int> round_;  // workers whose window opened at this instant, to hand out in turns
   std::vector<std::map<int64_t, double>> ends_;  // per worker: E(w,t), kept while its stream needs it
   std::map<std::pair<int64_t, int>, double> stall_of_;  // stalls of forgotten steps not yet begun
   StepController rates_;  // only its rate estimates (adaptive), fed every mini-batch that ran
