@@ -53,7 +53,7 @@ class AdpsgdLoop {
   explicit AdpsgdLoop(Engine::Impl& e)
       : e_(e), s_(*e.s), N_(e.n()), nb_(e.gossip->graph.neighbours()),
         avg_ns_(ns(s_.cfg.model.gossip_s(s_.P * sizeof(float), 1))), upd_ns_(ns(s_.cfg.model.update_s(s_.P))),
-        iter_(N_, 0), lock_(N_, 0) {
+        iter_(N_, 0), lock_(N_, 0), next_round_(e.step) {
     for (int w = 0; w < N_; ++w) {
       pick_.push_back(straggler::device_stream(s_.cfg.seed, w, kNeighbourStream));
       grad_ready_.push_back(s_.workers[w]->ctx().event());
@@ -191,7 +191,8 @@ class AdpsgdLoop {
 
   void reset_round() {
     rec_ = StepRecord();
-    rec_.step = e_.step;
+    // Not e_.step: the next round is reset before the trainer counts this one.
+    rec_.step = next_round_++;
     rec_.epoch = s_.queue->current_epoch();
     rec_.finished.assign(N_, 0);
     rec_.delay_s.assign(N_, 0.0);
@@ -212,6 +213,7 @@ class AdpsgdLoop {
   int64_t seq_ = 0;
   StepRecord rec_;
   int in_round_ = 0;
+  int64_t next_round_ = 0;
   double round_loss_ = 0, round_n_ = 0;
 };
 
