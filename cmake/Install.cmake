@@ -10,6 +10,7 @@ if(NBSGD_HAVE_CUDA)
   install(FILES cmake/FindCudaLibs.cmake DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/nbsgd)
 endif()
 install(TARGETS nbsgd_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(PROGRAMS scripts/plot.py DESTINATION ${CMAKE_INSTALL_DATADIR}/nbsgd)
 install(DIRECTORY kernels runtime nets DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/nbsgd
         FILES_MATCHING PATTERN "*.h" PATTERN "*.cuh" PATTERN "*.inl")
 install(EXPORT nbsgdTargets NAMESPACE nbsgd:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/nbsgd)

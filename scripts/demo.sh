@@ -33,4 +33,5 @@ out=${OUT_DIR:-out/demo-$(date +%Y%m%d-%H%M%S)}
 $nbsgd compare --runs ring/sync,ring/fastest "${workers[@]}" --slowdown "$slowdown" \
   --net lenet --data fashion-mnist --batch 128 --split 8 --epochs 1 --target-loss 0.6 --seed 1 \
   --out "$out" "$@"
-echo "demo: results in $out (compare.json; each run's config.json, metrics.jsonl, summary.json)"
+echo "demo: results in $out: report.md, plots/*.png (nbsgd plot $out redraws them), compare.json;"
+echo "demo: each run's config.json, metrics.jsonl, summary.json and trace.json (open it in ui.perfetto.dev or chrome://tracing)"

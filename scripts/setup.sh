@@ -15,7 +15,7 @@ PKGS=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   zlib1g-dev libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
-  python3-numpy
+  python3-numpy python3-matplotlib
   patchelf debootstrap
   clang libclang-rt-dev libomp-dev
 )

@@ -52,7 +52,7 @@ TEST(Cli, InvalidFlagIsAClearError) {
   EXPECT_NE(r.output.find("--host-workers"), std::string::npos) << r.output;
   r = run_nbsgd("no-such-command");
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_EQ(r.output, "nbsgd: error: unknown command 'no-such-command' (commands: devices, predict, topology, train, compare, describe-net)\n");
+  EXPECT_EQ(r.output, "nbsgd: error: unknown command 'no-such-command' (commands: devices, predict, topology, train, compare, describe-net, plot)\n");
 }
 
 TEST(Cli, HelpListsSubcommands) {

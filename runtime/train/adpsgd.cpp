@@ -16,6 +16,9 @@
 // Events run in virtual-time order, ties by type (gradient done < average <
 // iteration start), worker, then insertion order; the math runs in that order, so
 // the run is exact and reproducible. A reported step is a round of N iterations.
+// --trace: the iteration's stall, mini-batches and injected delays on the worker's
+// compute track, tagged with the round its iteration began in (where metrics.jsonl
+// counts it in `finished`); the pairwise average and the update on its comm track.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -50,7 +53,7 @@ class AdpsgdLoop {
   explicit AdpsgdLoop(Engine::Impl& e)
       : e_(e), s_(*e.s), N_(e.n()), nb_(e.gossip->graph.neighbours()),
         avg_ns_(ns(s_.cfg.model.gossip_s(s_.P * sizeof(float), 1))), upd_ns_(ns(s_.cfg.model.update_s(s_.P))),
-        iter_(N_, 0), lock_(N_, 0) {
+        iter_(N_, 0), lock_(N_, 0), next_round_(e.step) {
     for (int w = 0; w < N_; ++w) {
       pick_.push_back(straggler::device_stream(s_.cfg.seed, w, kNeighbourStream));
       grad_ready_.push_back(s_.workers[w]->ctx().event());
@@ -92,6 +95,9 @@ class AdpsgdLoop {
     straggler::Rng delay_rng = step_stream(s_.profile, w, it, straggler::RngPurpose::Delay);
     int64_t busy = ns(dev.draw_stall_s(stall_rng, it));
     rec_.delay_s[w] += s_of(busy);
+    const bool traced = e_.trace && e_.trace->range().contains(rec_.step);
+    if (traced && busy > 0)
+      e_.trace->add({TraceSpan::Kind::Stall, TraceSpan::Fate::Counted, w, 0, s_of(ev.t), s_of(ev.t + busy), rec_.step});
     const int b = s_.cfg.batch / s_.cfg.split;
     for (int k = 0; k < s_.cfg.split; ++k) {
       auto mb = s_.queue->take(b);
@@ -100,6 +106,13 @@ class AdpsgdLoop {
       const int64_t c = ns(s_.cfg.model.compute_s(s_.flops, size));
       const int64_t injected = ns((dev.slowdown(it) - 1.0) * s_of(c)) + ns(dev.draw_delay_s(delay_rng, it));
       rec_.delay_s[w] += s_of(injected);
+      if (traced) {
+        const int64_t t0 = ev.t + busy;
+        e_.trace->add({TraceSpan::Kind::MiniBatch, TraceSpan::Fate::Counted, w, size, s_of(t0), s_of(t0 + c), rec_.step});
+        if (injected > 0)
+          e_.trace->add(
+              {TraceSpan::Kind::Throttle, TraceSpan::Fate::Counted, w, 0, s_of(t0 + c), s_of(t0 + c + injected), rec_.step});
+      }
       busy += c + injected;
       const int slot = k % wk.slots();
       wk.stage_and_compute(slot, s_.data.train, mb->indices);
@@ -158,6 +171,12 @@ class AdpsgdLoop {
     round_n_ += tail[0];
     round_loss_ += tail[1];
     const int64_t t_end = ev.t + (j >= 0 ? avg_ns_ : 0) + upd_ns_;
+    if (e_.trace && e_.trace->range().contains(rec_.step)) {
+      const int64_t mid = ev.t + (j >= 0 ? avg_ns_ : 0);
+      if (j >= 0)
+        e_.trace->add({TraceSpan::Kind::Exchange, TraceSpan::Fate::Counted, w, 0, s_of(ev.t), s_of(mid), rec_.step});
+      e_.trace->add({TraceSpan::Kind::Update, TraceSpan::Fate::Counted, w, 0, s_of(mid), s_of(t_end), rec_.step});
+    }
     ++iter_[w];
     q_.push({t_end, kIterStart, w, seq_++, iter_[w], -1});
     if (++in_round_ < N_) return false;
@@ -172,7 +191,8 @@ class AdpsgdLoop {
 
   void reset_round() {
     rec_ = StepRecord();
-    rec_.step = e_.step;
+    // Not e_.step: the next round is reset before the trainer counts this one.
+    rec_.step = next_round_++;
     rec_.epoch = s_.queue->current_epoch();
     rec_.finished.assign(N_, 0);
     rec_.delay_s.assign(N_, 0.0);
@@ -193,6 +213,7 @@ class AdpsgdLoop {
   int64_t seq_ = 0;
   StepRecord rec_;
   int in_round_ = 0;
+  int64_t next_round_ = 0;
   double round_loss_ = 0, round_n_ = 0;
 };
 

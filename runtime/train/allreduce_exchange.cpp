@@ -44,7 +44,11 @@ class AllReduceExchange final : public Exchange {
     NBSGD_NVTX_RANGE("exchange+update", nvtx::kExchange);
     std::vector<float*> bufs;
     for (auto& w : workers_) bufs.push_back(w->accumulator());
-    allreduce_->all_reduce_sum(bufs, P_ + 2, ready);
+    {
+      NBSGD_NVTX_RANGE("all-reduce", nvtx::kExchange);
+      allreduce_->all_reduce_sum(bufs, P_ + 2, ready);
+    }
+    NBSGD_NVTX_RANGE("update", nvtx::kUpdate);  // named as the trace names its spans (README, "Seeing what happened")
     Worker& w0 = *workers_[0];
     copy_async(w0.ctx().comm(), readback, w0.accumulator() + P_, 2 * sizeof(float));
     for (size_t i = 0; i < workers_.size(); ++i) {

@@ -3,10 +3,12 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "runtime/device/check.h"
 #include "runtime/train/limits.h"
+#include "runtime/train/trace.h"
 #include "runtime/train/window.h"
 
 namespace nbsgd::engine {
@@ -52,6 +54,8 @@ std::string config_json(const TrainConfig& c) {
       {"checkpoint_every", c.checkpoint_every},
       {"eval_every", c.eval_every},
       {"adaptive_guard", c.adaptive_guard},
+      {"trace", c.trace},
+      {"trace_steps", c.trace_steps},
   };
   return j.dump(2);
 }
@@ -111,6 +115,15 @@ void check_numbers(const TrainConfig& c) {
   // known here, otherwise the engine calls validate_window once the devices are known.
   const WindowSpec w = parse_window(c.window);
   if (c.host_workers > 0) validate_window(w, c.host_workers, c.split);
+  parse_trace_steps(c.trace_steps);
+  if (!c.trace.empty()) {
+    // Refused now rather than after the run: the folder the trace goes to.
+    const std::filesystem::path dir = std::filesystem::path(c.trace).parent_path();
+    const bool in_out = !c.out_dir.empty() && dir.lexically_normal() == std::filesystem::path(c.out_dir).lexically_normal();
+    if (!dir.empty() && !in_out && !std::filesystem::is_directory(dir))
+      throw InputError("--trace " + c.trace + ": the folder " + dir.string() + " does not exist");
+    if (std::filesystem::is_directory(c.trace)) throw InputError("--trace " + c.trace + ": is a folder; give a file name");
+  }
 }
 
 }  // namespace nbsgd::engine

@@ -63,6 +63,8 @@ struct TrainConfig {
   int64_t check_replicas_every = 0;  // debug: hash every replica's weights every K steps
   bool quiet = false;
   int64_t log_every = 10;
+  std::string trace;                // --trace FILE.json: the run's timeline (trace.h); "" = none
+  std::string trace_steps = "0:200";  // the steps the trace holds, A:B (B excluded)
   double adaptive_guard = 2.0;
 };
 

@@ -32,6 +32,7 @@ struct TraceSpan {
   int worker = 0;
   int size = 0;  // samples (mini-batches)
   double start = 0, end = 0;
+  int64_t step = -1;  // < 0: the step of the StepWindow that holds it
 };
 
 struct StepWindow {
@@ -80,6 +81,12 @@ class WindowDriver {
   virtual void stop() {}
   // Asks the driver to fill StepWindow::spans from now on (false: stop).
   void trace_spans(bool on) { trace_ = on; }
+  // Spans that became known after their step's step() returned (on the real clock a
+  // mini-batch ends after its window is decided, and sync steps return before any
+  // runs), each with its step set; moved into `out`. The trainer calls it after a
+  // step's exchange has completed (then every mini-batch of that step that ran has
+  // reported) and once more at the end of the run.
+  virtual void take_spans(std::vector<TraceSpan>& out) { (void)out; }
 
  protected:
   bool trace_ = false;

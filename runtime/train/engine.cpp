@@ -19,7 +19,7 @@ uint64_t fnv1a(const std::vector<float>& v) {
 }
 }  // namespace
 
-Engine::Impl::Impl(const TrainConfig& cfg) : s(make_setup(cfg)) {
+Engine::Impl::Impl(const TrainConfig& cfg, PhaseHook hook) : s(make_setup(cfg, hook)), phase(std::move(hook)) {
   if (is_gossip_exchange(s->cfg.exchange)) gossip = make_gossip_plan(s->cfg, n());
   if (!adpsgd()) {
     exchange = make_exchange(s->cfg, s->workers, s->sgd, s->cfg.model);
@@ -33,6 +33,7 @@ Engine::Impl::Impl(const TrainConfig& cfg) : s(make_setup(cfg)) {
   for (auto& row : step_done)
     for (auto& w : s->workers) row.push_back(w->ctx().event(timing));
   if (!s->cfg.resume.empty()) load_checkpoint(s->cfg.resume);
+  trace_open();
 }
 
 Engine::Impl::~Impl() {
@@ -78,6 +79,7 @@ void Engine::Impl::issue_step() {
   p.step = step;
   p.slot = static_cast<int>(step % kSlots);
   p.lr = s->schedule.lr_at(step);
+  if (trace) driver->trace_spans(trace->range().contains(step));
   driver->step(step, p.window);
   float* rb = readback.as<float>() + p.slot * exchange->readback_floats();
   exchange->enqueue(step, p.lr, p.window.ready, p.window.running, rb);
@@ -119,6 +121,7 @@ StepRecord Engine::Impl::record_of(Pending& p) {
   rec.delay_s = w.delay_s;
   rec.window_s = w.window_s >= 0 ? w.window_s : rec.t - last_t;  // sync on the real clock: the step's length
   rec.skipped = count == 0;
+  if (trace) trace_step(p, rec);
   NBSGD_CHECK(rec.samples == w.total_samples(), fmt::format("step {}: the exchanged count {} differs from the window's {}",
                                                             rec.step, rec.samples, w.total_samples()));
   if (s->virtual_clock && !replicated()) rec.consensus = consensus();
@@ -241,7 +244,11 @@ void Engine::Impl::finish(RunSummary& sum, double wall0) {
   sum.epochs_completed = static_cast<int64_t>(sum.samples_per_epoch.size());
   sum.clock = s->virtual_clock ? "virtual" : "real";
   sum.evaluated = replicated() ? "replica 0" : "averaged model";
+  trace_close(sum);
+  const std::string eval = fmt::format("final evaluation on {} test samples ({})", s->data.test.n, sum.evaluated);
+  if (phase) phase(eval, false);
   auto [tl, ta] = evaluate();
+  if (phase) phase(eval, true);
   sum.test_loss = tl;
   sum.test_accuracy = ta;
 }
@@ -293,7 +300,7 @@ std::vector<uint64_t> Engine::Impl::replica_hashes() const {
 }
 
 // ------------------------------------------------------------------ Engine
-Engine::Engine(const TrainConfig& cfg) : impl_(std::make_unique<Impl>(cfg)) {}
+Engine::Engine(const TrainConfig& cfg, PhaseHook phase) : impl_(std::make_unique<Impl>(cfg, std::move(phase))) {}
 Engine::~Engine() = default;
 
 RunSummary Engine::run(const std::function<void(const StepRecord&)>& on_step, const std::atomic<bool>* stop) {
@@ -305,6 +312,7 @@ int Engine::workers() const { return impl_->n(); }
 size_t Engine::num_params() const { return impl_->s->P; }
 double Engine::flops_per_sample() const { return impl_->s->flops; }
 bool Engine::virtual_clock() const { return impl_->s->virtual_clock; }
+int64_t Engine::train_samples() const { return impl_->s->data.train.n; }
 const DeviceList& Engine::devices() const { return impl_->s->devices; }
 std::vector<uint64_t> Engine::replica_hashes() const { return impl_->replica_hashes(); }
 std::vector<std::vector<float>> Engine::replicas() const { return impl_->replicas(); }

@@ -24,9 +24,13 @@
 
 namespace nbsgd::engine {
 
+// Start-up and end-of-run phases ("loading data", "building models", "final
+// evaluation"): called with done = false as a phase begins and true as it ends.
+using PhaseHook = std::function<void(const std::string& phase, bool done)>;
+
 class Engine {
  public:
-  explicit Engine(const TrainConfig& cfg);  // validates every flag first
+  explicit Engine(const TrainConfig& cfg, PhaseHook phase = {});  // validates every flag first
   ~Engine();
 
   // Runs to the stopping condition, calling on_step after every step. `stop`
@@ -44,6 +48,7 @@ class Engine {
   size_t num_params() const;
   double flops_per_sample() const;
   bool virtual_clock() const;
+  int64_t train_samples() const;  // the training set's size (after --train-limit)
   const DeviceList& devices() const;
   // Hashes of every replica's weights (bit-identical replicas give equal hashes).
   std::vector<uint64_t> replica_hashes() const;

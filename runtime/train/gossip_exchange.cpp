@@ -76,8 +76,10 @@ class GossipExchange final : public Exchange {
       // wait too: they need its updated model.)
       if (i < running.size() && running[i]) cm.wait(*running[i]);
       copy_async(cm, readback + 2 * i, w.accumulator() + P_, 2 * sizeof(float));
-      if (!fused_)
+      if (!fused_) {
+        NBSGD_NVTX_RANGE("update", nvtx::kUpdate);
         optim::fused_sgd_update(cm, w.params(), w.momentum(), w.accumulator(), P_, static_cast<float>(lr), sgd_, 1.0f);
+      }
       cm.record(local_done_[i]);
       local.push_back(&local_done_[i]);
       x.push_back(w.params());

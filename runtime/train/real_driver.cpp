@@ -18,12 +18,22 @@
 //     only on the events the exchange names (for gossip, its neighbours'), so the
 //     blocking gossip baselines have no global barrier. The trainer's read-back ring
 //     bounds how far the host runs ahead.
+//   Tracing (trace_spans(true); --trace): every mini-batch reports its span when it
+//     ends, from the times the driver takes anyway. Host backend: its begin is the
+//     moment its stream reaches it (the cancellable unit's check), its end the
+//     completion notice, and an injected throttle's start a host task between the
+//     two. CUDA: its end is the completion notice's host time, its begin the
+//     worker's previous end or its window's open (an injected stall taken as the
+//     drawn length from the open), and a throttle stays inside the mini-batch's
+//     span; nothing waits on the device for them. Sync steps have no notices: when
+//     tracing, each mini-batch gets a host task that reports its end.
 #include <algorithm>
 #include <atomic>
 #include <limits>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -47,6 +57,7 @@ class RealDriver final : public WindowDriver {
     clock_base_ = steady_now_s();
     inflight_.assign(N, 0);
     last_done_t_.assign(N, 0.0);
+    trace_prev_end_.assign(N, 0.0);
     next_slot_.assign(N, 0);
     plan_.resize(N);
     for (auto& w : s.workers) skipped_.emplace_back(w->slots(), 0);
@@ -93,6 +104,11 @@ class RealDriver final : public WindowDriver {
     }
   }
   int abandoned_holds() const override { return abandoned_holds_; }
+  void take_spans(std::vector<TraceSpan>& out) override {
+    std::lock_guard<std::mutex> lk(m_);
+    for (auto& sp : trace_buf_) out.push_back(sp);
+    trace_buf_.clear();
+  }
   int64_t skipped() const override {
     std::lock_guard<std::mutex> lk(m_);
     return skipped_before_start_;
@@ -110,6 +126,8 @@ class RealDriver final : public WindowDriver {
     out.epoch = s_.queue->current_epoch();
     if (sync_) plan_sync_step(out);
     ctl_.begin_step(t0);
+    trace_step_ = trace_;
+    step_open_ = t0;
     issue_gen_ = step;
     cv_.notify_all();
     if (!sync_) wait_for_close(lk);
@@ -132,6 +150,9 @@ class RealDriver final : public WindowDriver {
       out.window_s = ctl_.close_time() - t0;
     }
     out.delay_s = delay_s_;
+    // Sync on the real clock: the window is the step itself, known once it ended.
+    out.open_t.assign(N, t0 - clock_base_);
+    if (!sync_) out.close_t.assign(N, ctl_.close_time() - clock_base_);
     out.wasted = wasted_ - reported_wasted_;  // cancellations noticed since the last step
     reported_wasted_ = wasted_;
     step_ = -1;  // notices still to come for this step are cancellations
@@ -176,6 +197,8 @@ class RealDriver final : public WindowDriver {
 
   void issuer_loop(int w) {
     int64_t seen = -1;
+    bool trace = false;
+    double open = 0;
     if (s_.workers[w]->ctx().backend() == Backend::Cuda) bind_thread_to_device(s_.workers[w]->ctx().device().ordinal);
     for (;;) {
       int64_t st;
@@ -184,9 +207,11 @@ class RealDriver final : public WindowDriver {
         cv_.wait(lk, [&] { return shutting_down_ || issue_gen_ > seen; });
         if (shutting_down_) return;
         seen = st = issue_gen_;
+        trace = trace_step_;
+        open = step_open_;
       }
       try {
-        issue(w, st);
+        issue(w, st, trace ? std::optional<double>(open) : std::nullopt);
       } catch (...) {
         std::lock_guard<std::mutex> lk(m_);
         if (!issue_error_) issue_error_ = std::current_exception();
@@ -216,8 +241,32 @@ class RealDriver final : public WindowDriver {
     return mb;
   }
 
-  void issue(int w, int64_t step) {
+  // What a traced mini-batch (or stall) learns on its way through the stream: host
+  // times on the steady clock, < 0 where unknown (CUDA).
+  struct Probe {
+    double begin = -1, mid = -1;  // mid: the injected throttle's start
+    double not_before = 0;        // CUDA: its window's open
+  };
+
+  // Under the lock: the spans of a traced mini-batch that ended at steady time t.
+  void record_span(int w, int64_t step, const Probe& p, double t, int size, TraceSpan::Fate fate) {
+    const double end = t - clock_base_;
+    double begin = p.begin >= 0 ? p.begin - clock_base_ : std::max(trace_prev_end_[w], p.not_before - clock_base_);
+    if (fate == TraceSpan::Fate::Skipped) begin = end;
+    begin = std::min(begin, end);
+    TraceSpan mb{TraceSpan::Kind::MiniBatch, fate, w, size, begin, end, step};
+    if (p.mid >= 0 && fate != TraceSpan::Fate::Skipped) {
+      mb.end = std::clamp(p.mid - clock_base_, begin, end);
+      trace_buf_.push_back({TraceSpan::Kind::Throttle, fate, w, size, mb.end, end, step});
+    }
+    trace_buf_.push_back(mb);
+    trace_prev_end_[w] = std::max(trace_prev_end_[w], end);
+  }
+
+  // trace: the step's window open (steady clock) when the step is traced.
+  void issue(int w, int64_t step, std::optional<double> trace) {
     Worker& wk = *s_.workers[w];
+    const bool host = wk.ctx().backend() == Backend::Host;
     const auto& dev = s_.profile.devices[w];
     straggler::Rng delay_rng = step_stream(s_.profile, w, step, straggler::RngPurpose::Delay);
     straggler::Rng stall_rng = step_stream(s_.profile, w, step, straggler::RngPurpose::Stall);
@@ -226,7 +275,23 @@ class RealDriver final : public WindowDriver {
     if (stall > 0) {
       NBSGD_NVTX_RANGE("injected:stall", nvtx::kInjected);
       cs.wait(wk.update_done);
+      auto probe = trace && host ? std::make_shared<Probe>() : nullptr;
+      if (probe) cs.host_task([probe] { probe->begin = steady_now_s(); });
       kernels::delay(cs, stall);
+      if (probe) {
+        cs.host_task([this, w, step, probe] {
+          std::lock_guard<std::mutex> g(m_);
+          const double end = steady_now_s() - clock_base_;
+          trace_buf_.push_back({TraceSpan::Kind::Stall, TraceSpan::Fate::Counted, w, 0,
+                                std::min(probe->begin - clock_base_, end), end, step});
+          trace_prev_end_[w] = std::max(trace_prev_end_[w], end);
+        });
+      } else if (trace) {
+        std::lock_guard<std::mutex> g(m_);
+        const double b = std::max(trace_prev_end_[w], *trace - clock_base_);
+        trace_buf_.push_back({TraceSpan::Kind::Stall, TraceSpan::Fate::Counted, w, 0, b, b + stall, step});
+        trace_prev_end_[w] = b + stall;
+      }
     }
     const double slowdown = dev.slowdown(step);
     double injected = 0;
@@ -249,29 +314,48 @@ class RealDriver final : public WindowDriver {
       // window has closed, else it runs, and the step's update must wait for it.
       // (Mark first, then look: with the trainer's close-then-read, either this sees
       // the close and skips, or the trainer sees the mark and waits for it.)
-      auto closed = [this, w, k, step] {
+      std::shared_ptr<Probe> probe;
+      if (trace) {
+        probe = std::make_shared<Probe>();
+        probe->not_before = *trace;
+      }
+      auto closed = [this, w, k, step, probe] {
+        if (probe) probe->begin = steady_now_s();
         started_[w].store(step * kSlotCode + k);
         return closed_through_.load() >= step;
       };
+      // Sync: nothing is cancelled; a traced mini-batch on the host takes its begin
+      // from the same check, which then never cancels.
+      const bool unit = !sync_ || (probe && host);
       if (!sync_) {
         // Staging only asks (it may run well ahead); the compute's first task decides.
         wk.ctx().copy().begin_cancellable([this, step] { return closed_through_.load() >= step; });
         cs.begin_cancellable(closed, skipped);
+      } else if (unit) {
+        cs.begin_cancellable([probe] {
+          probe->begin = steady_now_s();
+          return false;
+        });
       }
       wk.stage_and_compute(k, s_.data.train, mb->indices, stamp);
       if (slowdown > 1.0 || extra > 0) {
         NBSGD_NVTX_RANGE("injected:throttle", nvtx::kInjected);
+        if (probe && host) cs.host_task([probe] { probe->mid = steady_now_s(); });
         kernels::throttle(cs, stamp, slowdown - 1.0, extra, kernels::DelayMode::Idle);
       }
-      if (!sync_) {
-        cs.end_cancellable();
-        wk.ctx().copy().end_cancellable();
-      }
+      if (unit) cs.end_cancellable();
+      if (!sync_) wk.ctx().copy().end_cancellable();
       if (sync_) {
+        if (probe)
+          cs.host_task([this, w, step, probe, actual] {
+            const double t = steady_now_s();
+            std::lock_guard<std::mutex> g(m_);
+            record_span(w, step, *probe, t, actual, TraceSpan::Fate::Counted);
+          });
         optim::commit(cs, wk.slot(k).scratch.as<float>(), wk.accumulator(), s_.P);
         last = k;
       } else {
-        enqueue_notice(w, k, step, std::move(*mb), actual, skipped);
+        enqueue_notice(w, k, step, std::move(*mb), actual, skipped, probe);
         commit_if(cs, wk.slot(k).scratch.as<float>(), wk.accumulator(), s_.P,
                   static_cast<const int*>(flags_[w].device_data()) + k);
       }
@@ -286,10 +370,11 @@ class RealDriver final : public WindowDriver {
 
   // A host task after the mini-batch's compute and injected delay: counted or
   // cancelled, decided under the lock, written to the slot's mapped flag.
-  void enqueue_notice(int w, int k, int64_t step, data::MiniBatch mb, int actual, const int* skipped) {
+  void enqueue_notice(int w, int k, int64_t step, data::MiniBatch mb, int actual, const int* skipped,
+                      std::shared_ptr<Probe> probe) {
     int* flag_host = flags_[w].as<int>() + k;
     auto shared_mb = std::make_shared<data::MiniBatch>(std::move(mb));
-    s_.workers[w]->ctx().compute().host_task([this, w, k, flag_host, step, shared_mb, actual, skipped] {
+    s_.workers[w]->ctx().compute().host_task([this, w, k, flag_host, step, shared_mb, actual, skipped, probe] {
       double t = steady_now_s();
       std::lock_guard<std::mutex> g(m_);
       // The controller takes completions in time order: two notices racing for the
@@ -310,6 +395,9 @@ class RealDriver final : public WindowDriver {
         s_.queue->give_back(std::move(*shared_mb));
         ++(*skipped ? skipped_before_start_ : wasted_);
       }
+      if (probe)
+        record_span(w, step, *probe, t, actual,
+                    counted ? TraceSpan::Fate::Counted : *skipped ? TraceSpan::Fate::Skipped : TraceSpan::Fate::Wasted);
       if (current) --pending_[w];
       --inflight_[w];
       cv_.notify_all();
@@ -337,6 +425,12 @@ class RealDriver final : public WindowDriver {
   int abandoned_holds_ = 0;
   std::vector<double> last_done_t_;  // per worker: its latest completion notice  // cumulative: a cancellation is noticed when it ends
   double last_notice_t_ = 0;
+  // Tracing: the step's flag and window open (steady clock) for the issuers, the
+  // spans reported and not yet taken, and per worker the latest traced end (run clock).
+  bool trace_step_ = false;
+  double step_open_ = 0;
+  std::vector<TraceSpan> trace_buf_;
+  std::vector<double> trace_prev_end_;
   std::vector<Buffer> flags_, stamps_;
   std::vector<std::thread> issuers_;
   int64_t issue_gen_ = -1;

@@ -40,6 +40,9 @@ struct RunSummary {
   int abandoned_holds = 0;          // injected stalls/delays still held at the end, cut short
   std::string clock;     // "virtual" or "real": the clock every time above is on
   std::string evaluated;  // the model the test figures are for ("replica 0", "averaged model")
+  // --trace: the file written, its events and bytes, and the steps it holds.
+  std::string trace_path, trace_steps;
+  int64_t trace_events = 0, trace_bytes = 0;
 };
 
 // The reported training loss: the sample-weighted mean over the last 10 non-empty

@@ -96,7 +96,10 @@ straggler::ResolvedProfile resolve_profile(const TrainConfig& cfg, DeviceList& d
 
 }  // namespace
 
-std::unique_ptr<Setup> make_setup(const TrainConfig& c) {
+std::unique_ptr<Setup> make_setup(const TrainConfig& c, const std::function<void(const std::string&, bool)>& phase) {
+  auto tell = [&](const std::string& what, bool done) {
+    if (phase) phase(what, done);
+  };
   check_flags(c);
   auto s = std::make_unique<Setup>();
   s->cfg = c;
@@ -125,7 +128,12 @@ std::unique_ptr<Setup> make_setup(const TrainConfig& c) {
   s->profile = resolve_profile(cfg, s->devices);
 
   // Data and workers (identical init on every replica: same seed).
+  const std::string loading = cfg.data.rfind("synthetic", 0) == 0 ? "generating data " + cfg.data : "loading data " + cfg.data;
+  tell(loading, false);
   s->data = load_data(cfg);
+  tell(loading, true);
+  const std::string building = fmt::format("building {} replica(s) of {}", N, cfg.net);
+  tell(building, false);
   const int b = cfg.batch / cfg.split;
   const int host_threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / N);
   for (int i = 0; i < N; ++i)
@@ -139,6 +147,7 @@ std::unique_ptr<Setup> make_setup(const TrainConfig& c) {
     throw InputError(fmt::format("--net {} takes {}x{}x{} inputs, but --data {} has {}x{}x{}", cfg.net,
                                  m0.input_channels(), m0.input_height(), m0.input_width(), cfg.data, tr.c, tr.h, tr.w));
   s->P = s->workers[0]->P();
+  tell(building, true);
   s->flops = m0.flops_per_sample();
   cfg.model = duration_model_for_net(cfg.model, cfg.net);
   // A deadline without a cap must not hold more mini-batches than a step can track.

@@ -4,7 +4,9 @@
 // validates every flag before anything is created.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "nets/data/dataset.h"
@@ -35,6 +37,8 @@ struct Setup {
   int n() const { return static_cast<int>(workers.size()); }
 };
 
-std::unique_ptr<Setup> make_setup(const TrainConfig& cfg);
+// phase (optional): told as the data load and the model set-up begin and end.
+std::unique_ptr<Setup> make_setup(const TrainConfig& cfg,
+                                  const std::function<void(const std::string&, bool)>& phase = {});
 
 }  // namespace nbsgd::engine

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <deque>
+#include <map>
 #include <optional>
 
 #include "runtime/device/buffer.h"
@@ -10,6 +11,7 @@
 #include "runtime/train/engine.h"
 #include "runtime/train/exchange.h"
 #include "runtime/train/setup.h"
+#include "runtime/train/trace.h"
 
 namespace nbsgd::engine {
 
@@ -46,7 +48,15 @@ struct Engine::Impl {
   std::vector<double> base_t;
   double host_base = 0;
 
-  explicit Impl(const TrainConfig& cfg);
+  // --trace (trainer_trace.cpp): the writer, and for the real clock's exchange spans
+  // per step and worker the end of its latest counted mini-batch, and per worker the
+  // end of its latest exchange.
+  std::unique_ptr<TraceWriter> trace;
+  std::map<int64_t, std::vector<double>> trace_ready;
+  std::vector<double> trace_comm_end;
+  PhaseHook phase;  // start-up and evaluation phases, for the progress output
+
+  explicit Impl(const TrainConfig& cfg, PhaseHook hook = {});
   ~Impl();
   int n() const { return s->n(); }
   bool adpsgd() const { return s->cfg.exchange == "adpsgd"; }
@@ -66,6 +76,13 @@ struct Engine::Impl {
   void run_adpsgd(const std::function<void(const StepRecord&)>& on_step, const std::atomic<bool>* stop,
                   RunSummary& sum);
   void finish(RunSummary& sum, double wall0);
+
+  // trainer_trace.cpp
+  void trace_open();
+  void trace_spans(std::vector<TraceSpan>& spans, int64_t window_step);
+  void trace_step(Pending& p, const StepRecord& rec);
+  void trace_close(RunSummary& sum);
+  double worker_event_time(int slot, int w) const;
 
   // Models
   std::vector<std::vector<float>> replicas() const;

@@ -10,6 +10,7 @@
 
 #include "runtime/device/check.h"
 #include "runtime/apps/cli/commands.h"
+#include "runtime/apps/cli/plot.h"
 #include "runtime/apps/cli/train_flags.h"
 #include "runtime/apps/compare/compare.h"
 #include "runtime/train/exchange.h"
@@ -29,6 +30,9 @@ void add_compare_command(CLI::App& root, Runner& out) {
       const auto specs = engine::parse_runs(*runs);
       const std::vector<double> rates = ceiling->empty() ? std::vector<double>{} : engine::load_ceiling(*ceiling);
       engine::check_numbers(*cfg);
+      if (!cfg->trace.empty())
+        throw InputError("--trace " + cfg->trace + ": compare writes trace.json into every run's folder under --out "
+                         "(bounded by --trace-steps); give --out instead");
       if (!cfg->out_dir.empty()) {
         std::error_code ec;
         std::filesystem::create_directories(cfg->out_dir, ec);
@@ -38,12 +42,20 @@ void add_compare_command(CLI::App& root, Runner& out) {
             throw InputError("--out " + cfg->out_dir + " already holds run " + s.name + "; choose another directory");
       }
       std::vector<engine::CompareRow> rows;
-      for (const auto& s : specs) {
+      for (size_t i = 0; i < specs.size(); ++i) {
+        const auto& s = specs[i];
         engine::TrainConfig c = engine::apply_run(*cfg, s);
         c.quiet = true;
-        if (!cfg->out_dir.empty()) c.out_dir = cfg->out_dir + "/" + s.dir_name();
-        if (!cfg->quiet) std::fprintf(stderr, "compare: running %s ...\n", s.name.c_str());
-        RunResult r = run_training(c, false);
+        if (!cfg->out_dir.empty()) {
+          c.out_dir = cfg->out_dir + "/" + s.dir_name();
+          c.trace = c.out_dir + "/trace.json";
+        }
+        if (!cfg->quiet) std::fprintf(stderr, "compare: run %zu of %zu: %s\n", i + 1, specs.size(), s.name.c_str());
+        RunOutput o;
+        o.header = o.summary = false;
+        o.progress = !cfg->quiet;
+        o.prefix = fmt::format("[{}/{} {}] ", i + 1, specs.size(), s.name);
+        RunResult r = run_training(c, o);
         engine::CompareRow row;
         row.spec = s;
         row.summary = r.summary;
@@ -57,6 +69,17 @@ void add_compare_command(CLI::App& root, Runner& out) {
         nlohmann::json j = engine::compare_json(rows, *cfg, rates);
         j["interrupted"] = interrupted;
         write_atomically(cfg->out_dir + "/compare.json", j.dump(2) + "\n");
+        const std::string no_plots = plot_folder(cfg->out_dir, 6, cfg->quiet);
+        nlohmann::json plots = nlohmann::json::array();
+        const std::string pj = cfg->out_dir + "/plots/plots.json";
+        if (no_plots.empty() && std::filesystem::exists(pj)) {
+          std::ifstream f(pj);
+          const auto pl = nlohmann::json::parse(f, nullptr, false);
+          if (!pl.is_discarded() && pl.contains("plots")) plots = pl["plots"];
+        }
+        if (!no_plots.empty() && !cfg->quiet) std::fprintf(stderr, "compare: no plots: %s\n", no_plots.c_str());
+        write_atomically(cfg->out_dir + "/report.md", engine::compare_report(rows, *cfg, rates, plots, no_plots));
+        if (!cfg->quiet) std::fprintf(stderr, "compare: report in %s/report.md\n", cfg->out_dir.c_str());
       }
       if (interrupted) std::fprintf(stderr, "compare: interrupted after %zu of %zu runs\n", rows.size(), specs.size());
       return interrupted ? 130 : 0;

@@ -16,6 +16,7 @@
 #include "runtime/device/check.h"
 #include "runtime/device/file_io.h"
 #include "runtime/apps/cli/commands.h"
+#include "runtime/apps/cli/progress.h"
 #include "runtime/apps/cli/train_flags.h"
 #include "runtime/train/engine.h"
 #include "runtime/apps/predict/rates.h"
@@ -30,11 +31,6 @@ extern "C" void on_sigint(int) {
   std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
 }
 
-std::string finished_str(const std::vector<int>& k) {
-  std::string s;
-  for (size_t i = 0; i < k.size(); ++i) s += (i ? "," : "") + std::to_string(k[i]);
-  return s;
-}
 
 }  // namespace
 
@@ -84,57 +80,27 @@ nlohmann::json step_json(const engine::StepRecord& r) {
 
 namespace {
 
-// The summary table at the end of a run, every number with its clock.
-void print_summary(const engine::TrainConfig& cfg, const engine::RunSummary& s,
-                   const std::optional<predict::MeasuredRates>& ceiling) {
-  std::fprintf(stderr, "%s", fmt::format("{:<22}{}\n", "steps", s.steps).c_str());
-  std::fprintf(stderr, "%s", fmt::format("{:<22}{} ({} complete)\n", "samples", s.samples, s.epochs_completed).c_str());
-  std::fprintf(stderr, "%s", fmt::format("{:<22}{:.3f} s ({} clock), wall {:.1f} s\n", "time", s.clock_s,
-                                         s.clock, s.wall_s)
-                                 .c_str());
-  std::fprintf(stderr, "%s", fmt::format("{:<22}{:.0f} ({} clock)\n", "samples/s", s.samples_per_s, s.clock).c_str());
-  if (ceiling)
-    std::fprintf(stderr, "%s",
-                 fmt::format("{:<22}{:.3f} of the ceiling {:.0f} samples/s\n", "efficiency",
-                             s.samples_per_s / ceiling->sum, ceiling->sum)
-                     .c_str());
-  std::fprintf(stderr, "%s",
-               fmt::format("{:<22}{:.4f} (mean over the last {} non-empty steps)\n", "final train loss",
-                           s.final_train_loss, engine::LossTracker::kWindow)
-                   .c_str());
-  std::fprintf(stderr, "%s",
-               fmt::format("{:<22}{:.4f} / {:.2f}% ({})\n", "test loss / accuracy", s.test_loss, 100 * s.test_accuracy,
-                           s.evaluated)
-                   .c_str());
-  if (cfg.target_loss > 0)
-    std::fprintf(stderr, "%s",
-                 fmt::format("{:<22}{}\n", "time to target",
-                             s.time_to_target_s ? fmt::format("{:.4f} s ({} clock)", *s.time_to_target_s, s.clock)
-                                                : "not reached")
-                     .c_str());
-  if (s.skipped_steps) std::fprintf(stderr, "%s", fmt::format("{:<22}{}\n", "skipped steps", s.skipped_steps).c_str());
-  if (s.wasted_minibatches || s.skipped_minibatches)
-    std::fprintf(stderr, "%s",
-                 fmt::format("{:<22}{} ran and were discarded, {} cancelled before they began\n",
-                             "cancelled", s.wasted_minibatches, s.skipped_minibatches)
-                     .c_str());
-  if (s.abandoned_holds)
-    std::fprintf(stderr, "%s",
-                 fmt::format("{:<22}{} injected stall(s)/delay(s) still running at the end were not waited for\n",
-                             "stalled workers", s.abandoned_holds)
-                     .c_str());
-  if (s.interrupted) std::fprintf(stderr, "interrupted: checkpoint and summary written\n");
-}
-
 }  // namespace
 
 RunResult run_training(const engine::TrainConfig& cfg, bool print) {
+  RunOutput o;
+  o.header = o.progress = o.summary = print;
+  return run_training(cfg, o);
+}
+
+RunResult run_training(const engine::TrainConfig& cfg, const RunOutput& o) {
   namespace fs = std::filesystem;
+  const bool print = o.header;
   RunResult out;
   if (!cfg.out_dir.empty() && cfg.resume.empty() && fs::exists(fs::path(cfg.out_dir) / "metrics.jsonl"))
     throw InputError("--out " + cfg.out_dir + " already holds a run (metrics.jsonl); choose another directory, "
                      "or continue it with --resume " + cfg.out_dir + "/checkpoint.safetensors");
-  engine::Engine eng(cfg);  // validates every flag: nothing is created before
+  const bool tty = (o.progress || o.header) && isatty(STDERR_FILENO);
+  Progress progress(cfg, tty, o.prefix);
+  engine::PhaseHook phases;
+  if (o.progress) phases = [&progress](const std::string& what, bool done) { progress.phase(what, done); };
+  engine::Engine eng(cfg, phases);  // validates every flag: nothing is created before
+  progress.start(eng.train_samples(), eng.workers(), eng.virtual_clock());
   // --ceiling: the devices' standalone rates; efficiency = samples/s over their sum.
   std::optional<predict::MeasuredRates> ceiling;
   if (!cfg.ceiling.empty()) {
@@ -162,33 +128,10 @@ RunResult run_training(const engine::TrainConfig& cfg, bool print) {
     metrics.open(cfg.out_dir + "/metrics.jsonl", std::ios::app);
     if (!metrics) throw InputError("cannot write " + cfg.out_dir + "/metrics.jsonl");
   }
-  const bool tty = print && isatty(STDERR_FILENO);
-  double last_print = -1;
-  int64_t samples_since = 0;
-  double t_since = 0;
   auto on_step = [&](const engine::StepRecord& r) {
     if (metrics.is_open()) metrics << step_json(r).dump() << "\n" << std::flush;
     out.losses.push_back(r.loss);
-    samples_since += r.samples;
-    if (r.skipped && print)
-      std::fprintf(stderr, "%sstep %lld skipped: no worker finished a mini-batch inside the window\n", tty ? "\n" : "",
-                   (long long)r.step);
-    if (!print) return;
-    const bool due = tty ? (steady_now_s() - last_print > 0.1) : (cfg.log_every > 0 && (r.step + 1) % cfg.log_every == 0);
-    if (!due) return;
-    const double rate = r.t > t_since ? samples_since / (r.t - t_since) : 0.0;
-    std::string line = fmt::format("epoch {} step {} loss {:.4f} samples/s {:.0f} lr {:.4g} {}finished [{}]", r.epoch,
-                                   r.step + 1, r.loss, rate, r.lr,
-                                   r.consensus >= 0 ? fmt::format("consensus {:.3g} ", r.consensus) : std::string(),
-                                   finished_str(r.finished));
-    if (tty) {
-      std::fprintf(stderr, "\r%-100s", line.c_str());
-    } else {
-      std::fprintf(stderr, "%s\n", line.c_str());
-    }
-    last_print = steady_now_s();
-    samples_since = 0;
-    t_since = r.t;
+    if (o.progress) progress.step(r);
   };
   g_interrupted = false;
   auto prev = std::signal(SIGINT, on_sigint);
@@ -200,7 +143,7 @@ RunResult run_training(const engine::TrainConfig& cfg, bool print) {
     throw;
   }
   std::signal(SIGINT, prev);
-  if (tty) std::fprintf(stderr, "\n");
+  progress.end();
   if (!cfg.out_dir.empty()) {
     eng.save_checkpoint(cfg.out_dir + "/checkpoint.safetensors");
     nlohmann::json sj = summary_json(s);
@@ -210,7 +153,8 @@ RunResult run_training(const engine::TrainConfig& cfg, bool print) {
     }
     write_atomically(cfg.out_dir + "/summary.json", sj.dump(2) + "\n");
   }
-  if (print) print_summary(cfg, s, ceiling);
+  if (o.summary)
+    std::fprintf(stderr, "%s", summary_text(cfg, s, ceiling ? std::optional<double>(ceiling->sum) : std::nullopt).c_str());
   out.summary = s;
   out.virtual_clock = eng.virtual_clock();
   return out;

@@ -19,5 +19,6 @@ void add_topology_command(CLI::App& root, Runner& out);
 void add_train_command(CLI::App& root, Runner& out);
 void add_compare_command(CLI::App& root, Runner& out);
 void add_describe_net_command(CLI::App& root, Runner& out);
+void add_plot_command(CLI::App& root, Runner& out);
 
 }  // namespace nbsgd::cli

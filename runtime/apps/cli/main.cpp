@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   nbsgd::cli::add_train_command(app, run);
   nbsgd::cli::add_compare_command(app, run);
   nbsgd::cli::add_describe_net_command(app, run);
+  nbsgd::cli::add_plot_command(app, run);
   if (argc > 1 && argv[1][0] != '-') {
     std::string known;
     bool found = false;

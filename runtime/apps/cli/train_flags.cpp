@@ -84,6 +84,11 @@ void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
   app.add_option("--adaptive-guard", c.adaptive_guard, "adaptive: close at this multiple of the predicted step time")
       ->capture_default_str();
   app.add_flag("--quiet", c.quiet, "No progress output");
+  app.add_option("--trace", c.trace,
+                 "Write the run's timeline to FILE.json (Chrome trace format: open it in ui.perfetto.dev or "
+                 "chrome://tracing); times on the run's clock");
+  app.add_option("--trace-steps", c.trace_steps, "Steps the trace holds, A:B (from A up to, not including, B)")
+      ->capture_default_str();
 }
 
 }  // namespace nbsgd::cli

@@ -26,6 +26,13 @@ struct RunResult {
 // (when `print`), and writes config.json, metrics.jsonl, summary.json and
 // checkpoint.safetensors into cfg.out_dir when set.
 RunResult run_training(const engine::TrainConfig& cfg, bool print);
+// What run_training prints (to stderr): the config and device table, start-up
+// phases and the progress line (each line after `prefix`), the summary.
+struct RunOutput {
+  bool header = true, progress = true, summary = true;
+  std::string prefix;
+};
+RunResult run_training(const engine::TrainConfig& cfg, const RunOutput& out);
 
 void write_atomically(const std::string& path, const std::string& text);
 nlohmann::json summary_json(const engine::RunSummary& s);

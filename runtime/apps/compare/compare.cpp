@@ -105,7 +105,12 @@ void compute_speedups(std::vector<CompareRow>& rows, const std::vector<double>& 
     r.efficiency = sum > 0 ? r.summary.samples_per_s / sum : -1;
     if (r.spec.blocking()) continue;
     const auto mine = r.summary.time_to_target_s;
-    if (r.spec.exchange != "adpsgd") r.vs_own = ratio(ttt(r.spec.exchange + "/sync"), mine);
+    if (r.spec.exchange != "adpsgd") {
+      r.vs_own = ratio(ttt(r.spec.exchange + "/sync"), mine);
+      for (const auto& b : rows)
+        if (b.spec.name == r.spec.exchange + "/sync" && b.summary.samples_per_s > 0)
+          r.rate_vs_own = r.summary.samples_per_s / b.summary.samples_per_s;
+    }
     r.vs_dpsgd = ratio(ttt("dpsgd/sync"), mine);
     r.vs_matcha = ratio(ttt("matcha/sync"), mine);
   }
@@ -119,16 +124,50 @@ nlohmann::json opt_json(const std::optional<double>& v) { return v ? nlohmann::j
 }  // namespace
 
 std::string compare_table(const std::vector<CompareRow>& rows, double target_loss) {
-  std::string s = fmt::format("{:<26} {:>12} {:>11} {:>6} {:>10} {:>9} {:>8} {:>8} {:>8}\n", "run",
-                              target_loss > 0 ? fmt::format("t@{:g} (s)", target_loss) : std::string("t@target"),
-                              "samples/s", "eff", "final loss", "test acc", "x own", "x dpsgd", "x matcha");
+  // Only the columns some run has a value for; report.md has the legend.
+  const std::string clk = rows.empty() ? std::string("run's") : rows.front().summary.clock;
+  struct Col {
+    std::string head;
+    std::vector<std::string> cells;
+    bool any = false;
+  };
+  std::vector<Col> cols(9);
+  cols[0].head = "run";
+  cols[1].head = target_loss > 0 ? fmt::format("t@{:g} (s, {})", target_loss, clk) : "t@target";
+  cols[2].head = fmt::format("samples/s ({})", clk);
+  cols[3].head = "eff";
+  cols[4].head = "final loss";
+  cols[5].head = "test acc";
+  cols[6].head = target_loss > 0 ? "x own sync" : "x own sync (samples/s)";
+  cols[7].head = "x dpsgd";
+  cols[8].head = "x matcha";
+  cols[0].any = cols[2].any = cols[4].any = cols[5].any = true;
   for (const auto& r : rows) {
     const auto& m = r.summary;
-    s += fmt::format("{:<26} {:>12} {:>11.0f} {:>6} {:>10.4f} {:>8.2f}% {:>8} {:>8} {:>8}\n", r.spec.name,
-                     opt_str(m.time_to_target_s, "{:.4f}"), m.samples_per_s,
-                     r.efficiency >= 0 ? fmt::format("{:.2f}", r.efficiency) : std::string("-"), m.final_train_loss,
-                     100 * m.test_accuracy, opt_str(r.vs_own, "{:.2f}x"), opt_str(r.vs_dpsgd, "{:.2f}x"),
-                     opt_str(r.vs_matcha, "{:.2f}x"));
+    const auto own = target_loss > 0 ? r.vs_own : r.rate_vs_own;
+    const std::string c[9] = {r.spec.name, opt_str(m.time_to_target_s, "{:.4f}"), fmt::format("{:.0f}", m.samples_per_s),
+                              r.efficiency >= 0 ? fmt::format("{:.2f}", r.efficiency) : std::string("-"),
+                              fmt::format("{:.4f}", m.final_train_loss), fmt::format("{:.2f}%", 100 * m.test_accuracy),
+                              opt_str(own, "{:.2f}x"), opt_str(r.vs_dpsgd, "{:.2f}x"), opt_str(r.vs_matcha, "{:.2f}x")};
+    for (int i = 0; i < 9; ++i) {
+      cols[i].cells.push_back(c[i]);
+      cols[i].any = cols[i].any || c[i] != "-";
+    }
+  }
+  std::string s;
+  std::vector<size_t> width;
+  for (auto& c : cols) {
+    size_t w = c.head.size();
+    for (auto& x : c.cells) w = std::max(w, x.size());
+    width.push_back(w);
+  }
+  for (size_t i = 0; i < cols.size(); ++i)
+    if (cols[i].any) s += fmt::format(fmt::runtime(i == 0 ? "{:<{}}" : "  {:>{}}"), cols[i].head, width[i]);
+  s += "\n";
+  for (size_t r = 0; r < rows.size(); ++r) {
+    for (size_t i = 0; i < cols.size(); ++i)
+      if (cols[i].any) s += fmt::format(fmt::runtime(i == 0 ? "{:<{}}" : "  {:>{}}"), cols[i].cells[r], width[i]);
+    s += "\n";
   }
   return s;
 }
@@ -155,6 +194,8 @@ nlohmann::json compare_json(const std::vector<CompareRow>& rows, const TrainConf
                     {"test_accuracy", m.test_accuracy},
                     {"test_loss", m.test_loss},
                     {"speedup_vs_own_baseline", opt_json(r.vs_own)},
+                    {"samples_per_s_vs_own_baseline", opt_json(r.rate_vs_own)},
+                    {"clock", m.clock},
                     {"speedup_vs_dpsgd_sync", opt_json(r.vs_dpsgd)},
                     {"speedup_vs_matcha_sync", opt_json(r.vs_matcha)}});
   }

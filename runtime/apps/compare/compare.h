@@ -46,6 +46,7 @@ struct CompareRow {
   RunSummary summary;
   double efficiency = -1;  // samples/s over the ceiling's sum; < 0: no ceiling
   std::optional<double> vs_own, vs_dpsgd, vs_matcha;  // time-to-target speedups
+  std::optional<double> rate_vs_own;  // samples/s over its own EXCHANGE/sync run's
 };
 
 // Fills efficiency and the speedups of every row (the baselines are the rows named
@@ -56,5 +57,14 @@ void compute_speedups(std::vector<CompareRow>& rows, const std::vector<double>& 
 std::string compare_table(const std::vector<CompareRow>& rows, double target_loss);
 nlohmann::json compare_json(const std::vector<CompareRow>& rows, const TrainConfig& base,
                             const std::vector<double>& ceiling);
+
+// report.md (report.cpp): the table with a legend and only the columns that have
+// values, each non-blocking run's speed-up over its own sync baseline (time to
+// target when --target-loss was given, else samples/s), the clock beside every
+// time, and links to the PNGs `plots` names (plots/plots.json's entries; none:
+// `no_plots` says why).
+std::string compare_report(const std::vector<CompareRow>& rows, const TrainConfig& base,
+                           const std::vector<double>& ceiling, const nlohmann::json& plots,
+                           const std::string& no_plots);
 
 }  // namespace nbsgd::engine
