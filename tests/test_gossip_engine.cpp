@@ -374,7 +374,7 @@ TEST(GossipCompare, ParsesRunsAndComputesSpeedups) {
   EXPECT_THROW(parse_runs("adpsgd/sync"), InputError);
   EXPECT_THROW(parse_runs("dpsgd/sometimes"), InputError);
   std::vector<CompareRow> rows;
-  for (auto& r : runs) rows.push_back({r, {}, -1, {}, {}, {}});
+  for (auto& r : runs) rows.push_back({r, {}, -1, {}, {}, {}, {}});
   rows[1].summary.time_to_target_s = 4.0;  // dpsgd/sync
   rows[2].summary.time_to_target_s = 1.0;
   rows[3].summary.time_to_target_s = 2.0;  // matcha/sync
