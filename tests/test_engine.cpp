@@ -204,6 +204,21 @@ TEST(Engine, ExchangedGradientIsTheSampleWeightedMean) {
   }
 }
 
+TEST(Engine, SyncEpochsEndWithTheData) {
+  for (const char* exchange : {"ring", "dpsgd"}) {
+    TrainConfig c = small_config();
+    c.exchange = exchange;
+    c.epochs = 2;
+    c.window = "sync";
+    c.slowdown = "1,1,3,5";
+    RunOut r = run(c);
+    ASSERT_EQ(r.summary.samples_per_epoch.size(), 2u) << exchange;
+    EXPECT_EQ(r.summary.samples_per_epoch[0], 1024) << exchange;
+    EXPECT_EQ(r.summary.samples_per_epoch[1], 1024) << exchange;
+    EXPECT_EQ(r.summary.steps, 2 * 1024 / (4 * 64)) << exchange;
+  }
+}
+
 TEST(Engine, EpochsUseEverySampleOnceAndReplicasStayIdentical) {
   for (const char* window : {"fastest", "quorum:10", "deadline:0.2", "adaptive"}) {
     TrainConfig c = small_config();

@@ -176,7 +176,11 @@ void Timeline::plan_sync(int64_t step) {
     for (int i = 0; i < n_; ++i) {
       int actual = 0;
       const int64_t h = take_(i, b, actual);
-      if (actual > 0) plan[static_cast<size_t>(i)].emplace_back(h, actual);
+      if (actual > 0) {
+        plan[static_cast<size_t>(i)].emplace_back(h, actual);
+      } else {
+        exhausted_ = true;  // nothing comes back under sync: the data has ended for good
+      }
     }
 }
 
