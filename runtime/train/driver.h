@@ -4,10 +4,10 @@
 // commits into the workers' accumulators, hands cancelled samples back to the
 // epoch queue, and says what happened. The trainer then enqueues the exchange.
 //
-//   VirtualDriver (virtual_driver.cpp): the timeline decides on the duration
-//       model's clock (VirtualTimeline for exchanges that wait for everybody,
-//       GossipTimeline for the gossip exchanges), then the math runs for exactly
-//       the mini-batches that counted, in each worker's hand-out order.
+//   VirtualDriver (virtual_driver.cpp): the Timeline (timeline.h) decides on the
+//       duration model's clock, modelling what RealDriver issues, for every exchange
+//       and scope; then the math runs for exactly the mini-batches that counted, in
+//       each worker's hand-out order.
 //   RealDriver (real_driver.cpp): one issuer thread per worker, bound to its
 //       device; completion notices feed the StepController, which writes each
 //       mini-batch's mapped flag before its flag-guarded commit.

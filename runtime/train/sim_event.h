@@ -1,5 +1,5 @@
 // The virtual clock's grid and event order, shared by every discrete-event
-// simulation in training (VirtualTimeline, GossipTimeline, AD-PSGD).
+// simulation in training (the Timeline of timeline.h, AD-PSGD).
 //
 // Virtual time runs on a 1 ns grid: every duration is rounded to whole nanoseconds
 // before it is added, so sums are exact, ties are real ties, and any other
@@ -27,7 +27,7 @@ struct SimEvent {
   int worker = -1;
   int64_t seq = 0;
   int64_t step = 0;  // the step (or iteration) it belongs to
-  int aux = -1;      // GossipTimeline: the window group; AD-PSGD: the partner
+  int aux = -1;      // Timeline: the window group; AD-PSGD: the partner
   bool operator>(const SimEvent& o) const {
     if (t != o.t) return t > o.t;
     if (type != o.type) return type > o.type;
