@@ -13,6 +13,7 @@
 //       mini-batch's mapped flag before its flag-guarded commit.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -80,9 +81,13 @@ class WindowDriver {
   virtual void stop() {}
   // Asks the driver to fill StepWindow::spans from now on (false: stop).
   void trace_spans(bool on) { trace_ = on; }
+  // A flag a signal sets: a driver whose step waits on the host (the real clock's
+  // window) closes the window in flight when it is set, as a deadline would.
+  void watch_stop(const std::atomic<bool>* stop) { stop_ = stop; }
 
  protected:
   bool trace_ = false;
+  const std::atomic<bool>* stop_ = nullptr;
 };
 
 }  // namespace nbsgd::engine

@@ -7,9 +7,12 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 
 #include "runtime/device/check.h"
 #include "runtime/apps/cli/commands.h"
+#include "runtime/apps/cli/out_lock.h"
+#include "runtime/apps/cli/signals.h"
 #include "runtime/apps/cli/train_flags.h"
 #include "runtime/apps/compare/compare.h"
 #include "runtime/train/exchange.h"
@@ -29,16 +32,23 @@ void add_compare_command(CLI::App& root, Runner& out) {
       const auto specs = engine::parse_runs(*runs);
       const std::vector<double> rates = ceiling->empty() ? std::vector<double>{} : engine::load_ceiling(*ceiling);
       engine::check_numbers(*cfg);
+      // SIGINT, SIGTERM, SIGHUP stop the whole comparison (every run's own scope
+      // nests in this one, so a signal between two runs stops the next at once).
+      SignalScope signals;
+      std::optional<OutDirLock> lock;
       if (!cfg->out_dir.empty()) {
-        std::error_code ec;
-        std::filesystem::create_directories(cfg->out_dir, ec);
-        if (ec) throw InputError("--out " + cfg->out_dir + ": " + ec.message());
+        lock.emplace(cfg->out_dir);
         for (const auto& s : specs)
           if (std::filesystem::exists(std::filesystem::path(cfg->out_dir) / s.dir_name() / "metrics.jsonl"))
             throw InputError("--out " + cfg->out_dir + " already holds run " + s.name + "; choose another directory");
       }
       std::vector<engine::CompareRow> rows;
+      int signal = 0;
       for (const auto& s : specs) {
+        if (SignalScope::signal_number()) {
+          signal = SignalScope::signal_number();
+          break;
+        }
         engine::TrainConfig c = engine::apply_run(*cfg, s);
         c.quiet = true;
         if (!cfg->out_dir.empty()) c.out_dir = cfg->out_dir + "/" + s.dir_name();
@@ -48,9 +58,12 @@ void add_compare_command(CLI::App& root, Runner& out) {
         row.spec = s;
         row.summary = r.summary;
         rows.push_back(std::move(row));
-        if (r.summary.interrupted) break;  // a signal stops the whole comparison
+        if (r.signal) {  // a signal stops the whole comparison
+          signal = r.signal;
+          break;
+        }
       }
-      const bool interrupted = !rows.empty() && rows.back().summary.interrupted;
+      const bool interrupted = signal != 0;
       engine::compute_speedups(rows, rates);
       std::printf("%s", engine::compare_table(rows, cfg->target_loss).c_str());
       if (!cfg->out_dir.empty()) {
@@ -59,7 +72,7 @@ void add_compare_command(CLI::App& root, Runner& out) {
         write_atomically(cfg->out_dir + "/compare.json", j.dump(2) + "\n");
       }
       if (interrupted) std::fprintf(stderr, "compare: interrupted after %zu of %zu runs\n", rows.size(), specs.size());
-      return interrupted ? 130 : 0;
+      return interrupted ? 128 + signal : 0;
     };
   });
 }
