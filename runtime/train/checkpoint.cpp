@@ -184,6 +184,10 @@ void Engine::Impl::load_checkpoint(const std::string& path) {
                                  "(give a larger --steps)", path, step, s->cfg.steps));
   try {
     *s->queue = data::EpochQueue::restore(meta("nbsgd.queue"));
+  } catch (const std::exception& e) {
+    throw InputError("checkpoint " + path + ": metadata 'nbsgd.queue': " + e.what());
+  }
+  try {
     if (auto it = t.metadata.find("nbsgd.losses"); it != t.metadata.end()) losses.restore_state(it->second);
     if (auto it = t.metadata.find("nbsgd.time_to_target"); it != t.metadata.end() && !it->second.empty())
       time_to_target = std::stod(it->second);
@@ -199,8 +203,8 @@ void Engine::Impl::load_checkpoint(const std::string& path) {
   if (!s->virtual_clock) state = fmt::format("{{\"real_clock_s\": {}}}", meta("nbsgd.clock_s"));
   try {
     driver->restore_state(state, step);
-  } catch (const InputError& e) {
-    throw InputError("checkpoint " + path + ": " + e.what());
+  } catch (const std::exception& e) {
+    throw InputError("checkpoint " + path + ": metadata 'nbsgd.timeline': " + e.what());
   }
 }
 
