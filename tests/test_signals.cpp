@@ -112,15 +112,19 @@ TEST(BadInputSignal, TermAndHupStopARunAsCtrlCDoes) {
 // ends, before the first step; the folder holds a step-0 checkpoint to continue.
 TEST(BadInputSignal, DuringStartUp) {
   const std::string args = "train --net resnet20 --data synthetic-cifar --host-workers 1 --train-limit 8 --test-limit 8 "
-                           "--batch 2 --split 1 --quiet";
-  const std::string dir = make_temp_dir("sig-start");
-  const pid_t pid = spawn_nbsgd(args + " --steps 100000000 --out " + dir);
+                           "--batch 2 --split 1";
+  const std::string work = make_temp_dir("sig-start");
+  const std::string dir = work + "/out", log = work + "/log";
+  const pid_t pid = spawn_nbsgd(args + " --steps 100000000 --log-every 100000 --out " + dir, log);
   ASSERT_TRUE(wait_until(pid, [&] { return catches_signal(pid, SIGTERM); }));
+  // The handler is there before set-up ends: the config block, printed when it has,
+  // is not out yet.
+  EXPECT_EQ(read_text(log).find("nbsgd train: net"), std::string::npos) << read_text(log);
   ASSERT_EQ(kill(pid, SIGTERM), 0);
   EXPECT_EQ(wait_for_exit(pid, kHang_s), 128 + SIGTERM);
   EXPECT_EQ(read_json(dir + "/summary.json")["steps"], 0);  // set-up takes seconds; the signal came in it
-  expect_interrupted_folder(dir, args);
-  fs::remove_all(dir);
+  expect_interrupted_folder(dir, args + " --quiet");
+  fs::remove_all(work);
 }
 
 // A profile that stalls worker 1 for an hour before every step.
@@ -170,11 +174,11 @@ TEST(BadInputSignal, WhileWaitingForAStalledWorker) {
   fs::remove_all(work);
 }
 
-// The final evaluation (10,000 test images through ResNet-20 on one host worker:
-// minutes) is cut short: the summary says so, and the exit code is the signal's.
+// The final evaluation (10,000 test images through ResNet-18 on one host worker:
+// many minutes) is cut short: the summary says so, and the exit code is the signal's.
 TEST(BadInputSignal, DuringTheFinalEvaluation) {
   const std::string dir = make_temp_dir("sig-eval");
-  const pid_t pid = spawn_nbsgd("train --net resnet20 --data synthetic-cifar --host-workers 1 --train-limit 8 --batch 2 "
+  const pid_t pid = spawn_nbsgd("train --net resnet18-cifar --data synthetic-cifar --host-workers 1 --train-limit 8 --batch 2 "
                                 "--split 1 --steps 1 --test-limit 10000 --quiet --out " + dir);
   // The last step is logged, then the run evaluates.
   ASSERT_TRUE(wait_until(pid, [&] { return metrics(dir).size() >= 1; }));
