@@ -227,6 +227,30 @@ TEST(BadInputSignal, DuringCheckpointWritesAndASecondSignal) {
   }
 }
 
+// Two signals delivered back to back (both pending while the process is stopped):
+// the second ends it at once, before any summary is written, with the first's
+// exit code; the checkpoint on disk is whole, and the folder continues.
+TEST(BadInputSignal, ASecondSignalEndsTheProcessAtOnce) {
+  const std::string dir = make_temp_dir("sig-two");
+  const pid_t pid = spawn_nbsgd(kMlp + " --steps 100000000 --checkpoint-every 3 --out " + dir);
+  ASSERT_TRUE(wait_until(pid, [&] { return fs::exists(dir + "/checkpoint.safetensors") && metrics(dir).size() >= 4; }));
+  ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  ASSERT_EQ(kill(pid, SIGHUP), 0);
+  ASSERT_EQ(kill(pid, SIGCONT), 0);
+  const int code = wait_for_exit(pid, kHang_s);
+  EXPECT_TRUE(code == 128 + SIGHUP || code == 128 + SIGTERM) << code;
+  EXPECT_FALSE(fs::exists(dir + "/summary.json"));  // it did not run on to the end of its stop
+  const int k = checkpoint_step(dir + "/checkpoint.safetensors");
+  const CommandResult r = run_nbsgd(kMlp + " --out " + dir + " --resume " + dir + "/checkpoint.safetensors --steps " +
+                                    std::to_string(k + 2));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  const auto m = metrics(dir);
+  ASSERT_EQ(m.size(), size_t(k + 2));
+  for (int i = 0; i < k + 2; ++i) EXPECT_EQ(m[i]["step"], i);
+  fs::remove_all(dir);
+}
+
 // compare: SIGTERM stops the whole comparison: the run in flight stops, the next
 // does not start, compare.json says interrupted, the exit code is 143.
 TEST(BadInputSignal, CompareStopsTheWholeComparison) {
