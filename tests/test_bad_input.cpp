@@ -15,6 +15,9 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -95,6 +98,37 @@ std::function<void(const std::string&)> file(const std::string& name, const std:
 }
 
 const std::string kDelayHead = "[device.default]\ndelay = { distribution = ";
+
+// A real checkpoint for the resume rows: a 1-step run of `base` + `extra` into
+// {dir}/ck. With `edit`, its metadata is edited (the tensors and their checksum
+// stay whole) and the result written to {dir}/c.safetensors.
+const std::string kCkBase = "train --net mlp --train-limit 64 --test-limit 32 --steps 1 --quiet ";
+std::function<void(const std::string&)> checkpoint(const std::string& extra,
+                                                   std::function<void(nlohmann::json&)> edit = nullptr) {
+  return [=](const std::string& dir) {
+    const CommandResult r = run_nbsgd(kCkBase + extra + " --out " + dir + "/ck");
+    if (r.exit_code != 0) throw std::runtime_error("making the checkpoint failed: " + r.output);
+    if (!edit) return;
+    std::ifstream in(dir + "/ck/checkpoint.safetensors", std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    uint64_t n = 0;
+    std::memcpy(&n, bytes.data(), 8);
+    nlohmann::json header = nlohmann::json::parse(bytes.substr(8, n));
+    edit(header["__metadata__"]);
+    std::string text = header.dump();
+    text.resize((text.size() + 7) / 8 * 8, ' ');
+    write_file(dir + "/c.safetensors", safetensors(text, bytes.substr(8 + n)));
+  };
+}
+std::function<void(nlohmann::json&)> set_meta(const std::string& key, const std::string& value) {
+  return [=](nlohmann::json& m) { m[key] = value; };
+}
+// A resume of {dir}/ck's checkpoint (or {dir}/c.safetensors) with other flags.
+std::string resume(const std::string& flags, const std::string& ck = "{dir}/ck/checkpoint.safetensors") {
+  return "train --net mlp --train-limit 64 --test-limit 32 --steps 5 --quiet --out {dir}/out --resume " + ck + " " +
+         flags;
+}
+const std::string kEdited = "{dir}/c.safetensors";
 
 std::vector<BadCase> cases() {
   const std::string f8(8, '\0');  // two floats
@@ -178,6 +212,53 @@ std::vector<BadCase> cases() {
       {"ResumeNotFromNbsgd", kTrain + "--out {dir}/out --resume {dir}/c.safetensors",
        {"{dir}/c.safetensors", "nbsgd.net"},
        file("c.safetensors", safetensors(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", f8))},
+      // ---- a checkpoint of another run: refused naming the flag and both values
+      {"ResumeOtherBatch", resume("--host-workers 2 --batch 64"), {"--batch: the checkpoint has 128, this run 64"},
+       checkpoint("--host-workers 2")},
+      {"ResumeOtherSplit", resume("--host-workers 2 --split 4"), {"--split: the checkpoint has 8, this run 4"},
+       checkpoint("--host-workers 2")},
+      {"ResumeOtherWindow", resume("--host-workers 2 --window sync"),
+       {"--window: the checkpoint has fastest, this run sync"}, checkpoint("--host-workers 2")},
+      {"ResumeOtherSeed", resume("--host-workers 2 --seed 2"), {"--seed: the checkpoint has 1, this run 2"},
+       checkpoint("--host-workers 2")},
+      {"ResumeOtherClock", resume("--host-workers 2 --clock real"),
+       {"--clock: the checkpoint has virtual, this run real"}, checkpoint("--host-workers 2")},
+      {"ResumeOtherClockReal", resume("--host-workers 2 --clock virtual"),
+       {"--clock: the checkpoint has real, this run virtual"}, checkpoint("--host-workers 2 --clock real")},
+      {"ResumeOtherWorkers", resume("--host-workers 2"), {"number of workers", "the checkpoint has 4, this run 2"},
+       checkpoint("--host-workers 4")},
+      {"ResumeOtherWorkersGossip", resume("--host-workers 2 --exchange dpsgd"),
+       {"number of workers", "the checkpoint has 4, this run 2"}, checkpoint("--host-workers 4 --exchange dpsgd")},
+      {"ResumeOtherExchange", resume("--host-workers 2 --exchange dpsgd"),
+       {"--exchange: the checkpoint has ring, this run dpsgd"}, checkpoint("--host-workers 2")},
+      {"ResumeOtherTopology", resume("--host-workers 4 --exchange dpsgd --topology complete"),
+       {"--topology: the checkpoint has ring, this run complete"}, checkpoint("--host-workers 4 --exchange dpsgd")},
+      {"ResumeOtherNet", "train --net lenet --train-limit 64 --test-limit 32 --steps 5 --quiet --out {dir}/out "
+                         "--host-workers 2 --resume {dir}/ck/checkpoint.safetensors",
+       {"{dir}/ck/checkpoint.safetensors", "another net"}, checkpoint("--host-workers 2")},
+      {"ResumeStepsAlreadyReached",
+       "train --net mlp --train-limit 64 --test-limit 32 --steps 1 --quiet --out {dir}/out --host-workers 2 "
+       "--resume {dir}/ck/checkpoint.safetensors",
+       {"--steps 1", "already reached", "step 1"}, checkpoint("--host-workers 2")},
+      // ---- a checkpoint whose metadata was edited (its tensors whole): the file and the key
+      {"ResumeMetaStepNegative", resume("--host-workers 2", kEdited), {kEdited, "nbsgd.step", "-5"},
+       checkpoint("--host-workers 2", set_meta("nbsgd.step", "-5"))},
+      {"ResumeMetaStepHuge", resume("--host-workers 2", kEdited), {kEdited, "nbsgd.step"},
+       checkpoint("--host-workers 2", set_meta("nbsgd.step", "99999999999999999999999"))},
+      {"ResumeMetaWorkersZero", resume("--host-workers 2", kEdited), {kEdited, "nbsgd.workers"},
+       checkpoint("--host-workers 2", set_meta("nbsgd.workers", "0"))},
+      {"ResumeMetaClockNegative", resume("--host-workers 2", kEdited), {kEdited, "nbsgd.clock_s"},
+       checkpoint("--host-workers 2", set_meta("nbsgd.clock_s", "-1"))},
+      {"ResumeMetaSamplesNotANumber", resume("--host-workers 2", kEdited), {kEdited, "nbsgd.samples_total"},
+       checkpoint("--host-workers 2", set_meta("nbsgd.samples_total", "many"))},
+      {"ResumeMetaConfigNotJson", resume("--host-workers 2", kEdited), {kEdited, "nbsgd.config"},
+       checkpoint("--host-workers 2", set_meta("nbsgd.config", "{\"batch\": "))},
+      {"ResumeMetaQueueMalformed", resume("--host-workers 2", kEdited), {kEdited, "nbsgd.queue"},
+       checkpoint("--host-workers 2", set_meta("nbsgd.queue", "{\"order\": [1, 2"))},
+      {"ResumeMetaTimelineMalformed", resume("--host-workers 2", kEdited), {kEdited, "nbsgd.timeline"},
+       checkpoint("--host-workers 2", set_meta("nbsgd.timeline", "[]"))},
+      {"ResumeMetaMissingStep", resume("--host-workers 2", kEdited), {kEdited, "nbsgd.step"},
+       checkpoint("--host-workers 2", [](nlohmann::json& m) { m.erase("nbsgd.step"); })},
       // ---- profiles
       {"ProfileMissing", kTrain + "--out {dir}/out --profile {dir}/none.toml", {"{dir}/none.toml"}},
       {"ProfileSyntax", kProfileTrain, {"p.toml:2", "TOML syntax"}, file("p.toml", "[device.0]\nslowdown = = 2\n")},

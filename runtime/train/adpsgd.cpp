@@ -234,7 +234,7 @@ void Engine::Impl::run_adpsgd(const std::function<void(const StepRecord&)>& on_s
     ++step;
     after_step(rec, on_step);
     if (stop_now(stop, sum)) break;
-    periodic();
+    periodic(stop);
   }
 }
 

@@ -9,7 +9,9 @@
 // uninterrupted run bit for bit on the virtual clock.
 #include <fmt/format.h>
 
+#include <cmath>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "nets/checkpoint.h"
 #include "runtime/device/check.h"
@@ -32,6 +34,63 @@ void add_views(std::vector<TensorView>& v, const nets::Model& model, const Model
 
 std::string replica_prefix(int i) { return fmt::format("replica.{}.", i); }
 
+// A diverged run must not overwrite the checkpoint of its last finite step.
+void check_finite(const std::vector<float>& v, const char* what, int64_t step) {
+  for (float x : v)
+    if (!std::isfinite(x))
+      throw InputError(fmt::format("step {}: the model's {} are not finite (the run diverged; try a smaller --lr); "
+                                   "stopped, and the last checkpoint written, if any, was kept",
+                                   step, what));
+}
+
+// What makes a checkpoint's run the run it continues: refused, naming the flag and
+// both values, when this run's differs. (The learning rate, its schedule, the
+// stopping condition, evaluation and checkpoint intervals, the straggler profile
+// may change on a resume.)
+void check_same_run(const LoadedTensors& t, const std::string& path, const Setup& s, int workers, bool virtual_clock) {
+  const auto differs = [&](const std::string& flag, const std::string& theirs, const std::string& mine) {
+    if (theirs != mine)
+      throw InputError(fmt::format("--resume {}: {}: the checkpoint has {}, this run {} (a resume continues the same "
+                                   "run; see nbsgd train --help, --resume)",
+                                   path, flag, theirs, mine));
+  };
+  const std::string& cfg_text = meta_string(t, "nbsgd.config", path);
+  const nlohmann::json theirs = nlohmann::json::parse(cfg_text, nullptr, false);
+  if (theirs.is_discarded() || !theirs.is_object())
+    throw InputError("checkpoint " + path + ": metadata 'nbsgd.config' is not a JSON object");
+  const nlohmann::json mine = nlohmann::json::parse(config_json(s.cfg));
+  const auto text = [](const nlohmann::json& j, const char* key) {
+    if (!j.contains(key)) return std::string("(none)");
+    return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
+  };
+  const auto same = [&](const char* key, const std::string& flag) { differs(flag, text(theirs, key), text(mine, key)); };
+  same("exchange", "--exchange");
+  // The clock the checkpoint's run had (older checkpoints: its driver's state says).
+  std::string clock;
+  if (auto it = t.metadata.find("nbsgd.clock"); it != t.metadata.end()) {
+    clock = it->second;
+  } else {
+    clock = meta_string(t, "nbsgd.timeline", path).find("real_clock_s") != std::string::npos ? "real" : "virtual";
+  }
+  differs("--clock", clock, virtual_clock ? "virtual" : "real");
+  // The one exception: a ring run on the real clock holds one model and no
+  // per-worker state, so it continues on any number of workers (documented in
+  // --help). The virtual clock's timeline is per worker; gossip has a model each.
+  const bool any_workers = s.cfg.exchange == "ring" && !virtual_clock;
+  if (!any_workers)
+    differs("the number of workers (--host-workers, --devices)",
+            std::to_string(meta_int(t, "nbsgd.workers", 1, kMaxWorkers, path)), std::to_string(workers));
+  same("batch", "--batch");
+  same("split", "--split");
+  same("window", "--window");
+  same("seed", "--seed");
+  if (is_gossip_exchange(s.cfg.exchange)) {
+    same("topology", "--topology");
+    same("window_scope", "--window-scope");
+    if (s.cfg.exchange == "matcha") same("budget", "--budget");
+  }
+}
+
 }  // namespace
 
 void Engine::Impl::save_checkpoint(const std::string& path) const {
@@ -47,6 +106,10 @@ void Engine::Impl::save_checkpoint(const std::string& path) const {
     }
     shown.params = average(x);
     shown.mom = average(m);
+  }
+  for (const auto& r : reps) {
+    check_finite(r.params, "weights", step);
+    check_finite(r.mom, "momentum buffers", step);
   }
   std::vector<TensorView> views;
   add_views(views, model, shown, "");
@@ -66,6 +129,7 @@ void Engine::Impl::save_checkpoint(const std::string& path) const {
       {"nbsgd.losses", losses.save_state()},
       {"nbsgd.time_to_target", time_to_target ? fmt::format("{:.17g}", *time_to_target) : std::string()},
       {"nbsgd.config", config_json(s->cfg)},
+      {"nbsgd.clock", s->virtual_clock ? "virtual" : "real"},
       {"format", "pt"},
   };
   if (!replicated()) meta["nbsgd.averaged_replicas"] = std::to_string(n());
@@ -79,13 +143,6 @@ void Engine::Impl::load_checkpoint(const std::string& path) {
   LoadedTensors t = load_safetensors(path);
   const nets::Model& model = s->workers[0]->model();
   auto meta = [&](const char* key) -> const std::string& { return meta_string(t, key, path); };
-
-  auto same = [&](const char* key, const std::string& mine, const char* what) {
-    auto it = t.metadata.find(key);
-    const std::string theirs = it == t.metadata.end() ? (std::string(key) == "nbsgd.exchange" ? "ring" : "") : it->second;
-    if (theirs != mine)
-      throw InputError(fmt::format("checkpoint {}: made with {} {}, this run has {}", path, what, theirs, mine));
-  };
   meta("nbsgd.net");  // a file another tool wrote has none: say so first
   if (!t.data_checksum_verified)
     throw InputError("checkpoint " + path + ": no checksum of its tensors ('nbsgd.data_crc32'): it was not written "
@@ -93,8 +150,7 @@ void Engine::Impl::load_checkpoint(const std::string& path) {
   if (meta("nbsgd.net") != model.description())
     throw InputError("checkpoint " + path + " was made for another net: " + meta("nbsgd.net") + ", this run is " +
                      model.description());
-  same("nbsgd.exchange", s->cfg.exchange, "--exchange");
-  if (!replicated()) same("nbsgd.workers", std::to_string(n()), "a worker count of");
+  check_same_run(t, path, *s, n(), s->virtual_clock);
 
   ModelTensors mt{std::vector<float>(s->P), std::vector<float>(model.num_bn_buffers()), std::vector<float>(s->P)};
   std::vector<TensorView> views;
@@ -128,6 +184,10 @@ void Engine::Impl::load_checkpoint(const std::string& path) {
                                  "(give a larger --steps)", path, step, s->cfg.steps));
   try {
     *s->queue = data::EpochQueue::restore(meta("nbsgd.queue"));
+  } catch (const std::exception& e) {
+    throw InputError("checkpoint " + path + ": metadata 'nbsgd.queue': " + e.what());
+  }
+  try {
     if (auto it = t.metadata.find("nbsgd.losses"); it != t.metadata.end()) losses.restore_state(it->second);
     if (auto it = t.metadata.find("nbsgd.time_to_target"); it != t.metadata.end() && !it->second.empty())
       time_to_target = std::stod(it->second);
@@ -143,8 +203,8 @@ void Engine::Impl::load_checkpoint(const std::string& path) {
   if (!s->virtual_clock) state = fmt::format("{{\"real_clock_s\": {}}}", meta("nbsgd.clock_s"));
   try {
     driver->restore_state(state, step);
-  } catch (const InputError& e) {
-    throw InputError("checkpoint " + path + ": " + e.what());
+  } catch (const std::exception& e) {
+    throw InputError("checkpoint " + path + ": metadata 'nbsgd.timeline': " + e.what());
   }
 }
 

@@ -13,6 +13,7 @@
 //       mini-batch's mapped flag before its flag-guarded commit.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -87,9 +88,13 @@ class WindowDriver {
   // step's exchange has completed (then every mini-batch of that step that ran has
   // reported) and once more at the end of the run.
   virtual void take_spans(std::vector<TraceSpan>& out) { (void)out; }
+  // A flag a signal sets: a driver whose step waits on the host (the real clock's
+  // window) closes the window in flight when it is set, as a deadline would.
+  void watch_stop(const std::atomic<bool>* stop) { stop_ = stop; }
 
  protected:
   bool trace_ = false;
+  const std::atomic<bool>* stop_ = nullptr;
 };
 
 }  // namespace nbsgd::engine

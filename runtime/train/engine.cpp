@@ -1,8 +1,10 @@
 // The trainer: set-up, the run loop, read-back, evaluation and the summary.
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <thread>
 
 #include "runtime/device/check.h"
 #include "runtime/train/trainer.h"
@@ -131,20 +133,39 @@ StepRecord Engine::Impl::record_of(Pending& p) {
   return rec;
 }
 
-void Engine::Impl::drain(bool all, const std::function<void(const StepRecord&)>& on_step) {
+bool Engine::Impl::drain(bool all, const std::function<void(const StepRecord&)>& on_step,
+                         const std::atomic<bool>* stop) {
   while (!pending.empty()) {
     Pending& p = pending.front();
-    bool done = true;
-    for (const Event& e : step_done[p.slot]) done = done && e.query();
-    if (!done && !all && pending.size() < static_cast<size_t>(kSlots - 1)) break;
+    auto done = [&] {
+      bool d = true;
+      for (const Event& e : step_done[p.slot]) d = d && e.query();
+      return d;
+    };
+    if (!done() && !all && pending.size() < static_cast<size_t>(kSlots - 1)) break;
+    // A signal must not wait for a stalled worker's step: poll, and give up when
+    // it arrives (the run then stops its driver, which cuts the stalls short).
+    if (stop) {
+      while (!done()) {
+        if (stop->load()) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
     for (const Event& e : step_done[p.slot]) e.synchronize();
     StepRecord rec = record_of(p);
     pending.pop_front();
     after_step(rec, on_step);
   }
+  return true;
 }
 
 bool Engine::Impl::after_step(StepRecord& rec, const std::function<void(const StepRecord&)>& on_step) {
+  // A diverged run stops here, before the step is logged or any later checkpoint
+  // is written: the last checkpoint on disk holds the weights of a finite step.
+  if (!rec.skipped && !std::isfinite(rec.loss))
+    throw InputError(fmt::format("step {}: the training loss is {} (the run diverged; try a smaller --lr); stopped, "
+                                 "and the last checkpoint written, if any, was kept",
+                                 rec.step, std::isnan(rec.loss) ? "nan" : rec.loss > 0 ? "inf" : "-inf"));
   if (rec.skipped) ++counters.skipped_steps;
   if (!rec.skipped && s->cfg.target_loss > 0 && !time_to_target && losses.mean() <= s->cfg.target_loss)
     time_to_target = rec.t;
@@ -159,7 +180,7 @@ bool Engine::Impl::after_step(StepRecord& rec, const std::function<void(const St
 }
 
 // --check-replicas-every, --eval-every, --checkpoint-every, after step `step`.
-void Engine::Impl::periodic() {
+void Engine::Impl::periodic(const std::atomic<bool>* stop) {
   const TrainConfig& c = s->cfg;
   if (c.check_replicas_every > 0 && step % c.check_replicas_every == 0 && replicated()) {
     auto h = replica_hashes();
@@ -167,11 +188,12 @@ void Engine::Impl::periodic() {
       NBSGD_CHECK(h[i] == h[0], fmt::format("replica {} diverged from replica 0 at step {}", i, step));
   }
   if (c.eval_every > 0 && step % c.eval_every == 0) {
-    auto [l, a] = evaluate();
-    if (!c.quiet)
+    auto [l, a] = evaluate(stop);
+    if (!c.quiet && !(stop && stop->load()))
       std::fprintf(stderr, "eval step %lld: %s test loss %.4f accuracy %.4f\n", (long long)step,
                    replicated() ? "replica 0" : "averaged model", l, a);
   }
+  if (stop && stop->load()) return;  // the run writes its checkpoint as it stops
   if (c.checkpoint_every > 0 && step % c.checkpoint_every == 0 && !c.out_dir.empty())
     save_checkpoint(c.out_dir + "/checkpoint.safetensors");
 }
@@ -182,9 +204,10 @@ RunSummary Engine::Impl::run(const std::function<void(const StepRecord&)>& on_st
   const double wall0 = steady_now_s();
   if (adpsgd()) {
     run_adpsgd(on_step, stop, sum);
-    finish(sum, wall0);
+    finish(sum, wall0, stop);
     return sum;
   }
+  driver->watch_stop(stop);
   host_base = steady_now_s() - driver->now();
   if (!s->virtual_clock && s->devices.backend == Backend::Cuda) {
     for (auto& w : s->workers) {
@@ -198,24 +221,24 @@ RunSummary Engine::Impl::run(const std::function<void(const StepRecord&)>& on_st
   auto due = [&](int64_t every) { return every > 0 && step % every == 0; };
   while (!stop_now(stop, sum)) {
     issue_step();
-    drain(false, on_step);
+    if (!drain(false, on_step, stop)) continue;
     const bool check = due(c.check_replicas_every) || due(c.eval_every) || (due(c.checkpoint_every) && !c.out_dir.empty());
     if (check) {
-      drain(true, on_step);
+      if (!drain(true, on_step, stop)) continue;  // a signal: the run's own checkpoint follows
       // Cancelled work may still be queued; evaluation swaps models on worker 0.
       for (auto& w : s->workers) w->ctx().compute().synchronize();
-      periodic();
+      periodic(stop);
     }
   }
   // Stop first: queued work is cancelled and injected stalls still held are cut,
   // so the last steps' exchanges do not wait for a stalled worker.
   driver->stop();
   drain(true, on_step);
-  finish(sum, wall0);
+  finish(sum, wall0, stop);
   return sum;
 }
 
-void Engine::Impl::finish(RunSummary& sum, double wall0) {
+void Engine::Impl::finish(RunSummary& sum, double wall0, const std::atomic<bool>* stop) {
   if (driver) driver->stop();
   for (auto& w : s->workers) {
     w->ctx().compute().synchronize();
@@ -245,12 +268,24 @@ void Engine::Impl::finish(RunSummary& sum, double wall0) {
   sum.clock = s->virtual_clock ? "virtual" : "real";
   sum.evaluated = replicated() ? "replica 0" : "averaged model";
   trace_close(sum);
+  // A signal skips the final evaluation, or cuts it short: the run stops now.
+  if (stop && stop->load()) sum.interrupted = true;
+  if (sum.interrupted) {
+    sum.evaluated = "not evaluated (interrupted)";
+    sum.test_loss = sum.test_accuracy = std::nan("");
+    return;
+  }
   const std::string eval = fmt::format("final evaluation on {} test samples ({})", s->data.test.n, sum.evaluated);
   if (phase) phase(eval, false);
-  auto [tl, ta] = evaluate();
+  auto [tl, ta] = evaluate(stop);
   if (phase) phase(eval, true);
   sum.test_loss = tl;
   sum.test_accuracy = ta;
+  if (stop && stop->load()) {
+    sum.interrupted = true;
+    sum.evaluated = "not evaluated (interrupted during the evaluation)";
+    sum.test_loss = sum.test_accuracy = std::nan("");
+  }
 }
 
 // ------------------------------------------------------------------ models
@@ -283,12 +318,12 @@ double Engine::Impl::consensus() const {
 
 // Replicated exchanges: replica 0. Gossip: the averaged model x_bar on worker 0
 // (with worker 0's BN buffers), then worker 0's own replica goes back.
-std::pair<double, double> Engine::Impl::evaluate() {
+std::pair<double, double> Engine::Impl::evaluate(const std::atomic<bool>* stop) {
   Worker& w0 = *s->workers[0];
-  if (replicated()) return w0.evaluate(s->data.test, 256);
+  if (replicated()) return w0.evaluate(s->data.test, 256, stop);
   auto x = replicas();
   w0.upload_params(average(x));
-  auto r = w0.evaluate(s->data.test, 256);
+  auto r = w0.evaluate(s->data.test, 256, stop);
   w0.upload_params(x[0]);
   return r;
 }
@@ -308,6 +343,7 @@ RunSummary Engine::run(const std::function<void(const StepRecord&)>& on_step, co
 }
 void Engine::save_checkpoint(const std::string& path) const { impl_->save_checkpoint(path); }
 const TrainConfig& Engine::config() const { return impl_->s->cfg; }
+int64_t Engine::steps_done() const { return impl_->step; }
 int Engine::workers() const { return impl_->n(); }
 size_t Engine::num_params() const { return impl_->s->P; }
 double Engine::flops_per_sample() const { return impl_->s->flops; }

@@ -34,7 +34,11 @@ class Engine {
   ~Engine();
 
   // Runs to the stopping condition, calling on_step after every step. `stop`
-  // (set by a signal) ends the run after the step in flight.
+  // (set by a signal) ends the run: on the real clock the window in flight closes
+  // at once (what finished counts, the rest is cancelled) and no wait outlasts it;
+  // the virtual clock's step in flight is a simulation and runs to its end. The
+  // final evaluation is skipped, or cut short, and the summary says `interrupted`.
+  // A non-finite training loss ends the run with an InputError naming the step.
   RunSummary run(const std::function<void(const StepRecord&)>& on_step, const std::atomic<bool>* stop = nullptr);
 
   // Writes the checkpoint atomically: the model under PyTorch's names (for gossip,
@@ -43,6 +47,7 @@ class Engine {
   void save_checkpoint(const std::string& path) const;
 
   const TrainConfig& config() const;
+  int64_t steps_done() const;  // steps taken, a resumed checkpoint's included
   std::string describe() const;  // config + device table, for the start of a run
   int workers() const;
   size_t num_params() const;

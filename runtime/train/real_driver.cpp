@@ -176,16 +176,23 @@ class RealDriver final : public WindowDriver {
   }
 
   void wait_for_close(std::unique_lock<std::mutex>& lk) {
+    // A signal handler cannot notify the condition variable: with a stop flag to
+    // watch, no wait is longer than this, and a set flag closes the window now.
+    constexpr double kStopPoll_s = 0.02;
     for (;;) {
       const bool all_idle = std::all_of(idle_.begin(), idle_.end(), [](bool b) { return b; }) &&
                             std::all_of(pending_.begin(), pending_.end(), [](int x) { return x <= 0; });
       if (ctl_.closed() || all_idle) break;
+      if (stop_ && stop_->load()) break;
       if (auto d = ctl_.deadline()) {
         if (steady_now_s() >= *d) {
           ctl_.close_at(*d);
           break;
         }
-        cv_.wait_for(lk, std::chrono::duration<double>(*d - steady_now_s()));
+        const double wait = *d - steady_now_s();
+        cv_.wait_for(lk, std::chrono::duration<double>(stop_ ? std::min(wait, kStopPoll_s) : wait));
+      } else if (stop_) {
+        cv_.wait_for(lk, std::chrono::duration<double>(kStopPoll_s));
       } else {
         cv_.wait(lk);
       }

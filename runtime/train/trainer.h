@@ -68,14 +68,17 @@ struct Engine::Impl {
   // The trainer's part of every step, both loops: counters, loss window, target,
   // on_step, and the periodic checks; false ends the run.
   bool after_step(StepRecord& rec, const std::function<void(const StepRecord&)>& on_step);
-  void periodic();
+  void periodic(const std::atomic<bool>* stop = nullptr);
   void issue_step();
-  void drain(bool all, const std::function<void(const StepRecord&)>& on_step);
+  // Hands finished steps to after_step; `all` waits for every pending one. With a
+  // `stop` flag, a wait gives up when it is set (false: pending steps are left).
+  bool drain(bool all, const std::function<void(const StepRecord&)>& on_step,
+             const std::atomic<bool>* stop = nullptr);
   StepRecord record_of(Pending& p);
   double event_time(int slot) const;
   void run_adpsgd(const std::function<void(const StepRecord&)>& on_step, const std::atomic<bool>* stop,
                   RunSummary& sum);
-  void finish(RunSummary& sum, double wall0);
+  void finish(RunSummary& sum, double wall0, const std::atomic<bool>* stop = nullptr);
 
   // trainer_trace.cpp
   void trace_open();
@@ -88,7 +91,8 @@ struct Engine::Impl {
   std::vector<std::vector<float>> replicas() const;
   std::vector<float> average(const std::vector<std::vector<float>>& x) const;
   double consensus() const;
-  std::pair<double, double> evaluate();  // the exchange's evaluated model
+  // The exchange's evaluated model; NaNs when `stop` was set before it ended.
+  std::pair<double, double> evaluate(const std::atomic<bool>* stop = nullptr);
   std::vector<uint64_t> replica_hashes() const;
 
   // checkpoint.cpp

@@ -1,5 +1,6 @@
 #include "runtime/train/worker.h"
 
+#include <cmath>
 #include <omp.h>
 
 #include <cstring>
@@ -74,7 +75,7 @@ void Worker::stage_and_compute(int k, const data::Dataset& ds, const std::vector
   model_->forward_backward(s.x.as<float>(), s.y.as<int32_t>(), n, s.scratch.as<float>());
 }
 
-std::pair<double, double> Worker::evaluate(const data::Dataset& ds, int batch) {
+std::pair<double, double> Worker::evaluate(const data::Dataset& ds, int batch, const std::atomic<bool>* stop) {
   batch = std::min(batch, max_mb_);
   DeviceGuard guard(ctx_->backend(), ctx_->device().ordinal);
   const Backend b = ctx_->backend();
@@ -95,6 +96,10 @@ std::pair<double, double> Worker::evaluate(const data::Dataset& ds, int batch) {
   copy_async(compute, out.data(), zero2.data(), 2 * sizeof(float));
   double loss = 0, correct = 0;
   for (int64_t i = 0; i < ds.n; i += batch) {
+    if (stop && stop->load()) {
+      compute.synchronize();  // the zeroing above reads a local
+      return {std::nan(""), std::nan("")};
+    }
     const int n = static_cast<int>(std::min<int64_t>(batch, ds.n - i));
     Slot& s = eval_;
     ds.copy_range(i, n, s.pinned_x.as<float>());

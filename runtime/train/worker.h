@@ -51,7 +51,9 @@ class Worker {
   void stage_and_compute(int k, const data::Dataset& ds, const std::vector<int32_t>& indices,
                          uint64_t* stamp = nullptr);
   // Evaluation of a whole split on this worker; returns (mean loss, accuracy).
-  std::pair<double, double> evaluate(const data::Dataset& ds, int batch);
+  // Mean loss and accuracy over `ds`; NaNs when `stop` is set before the end (it
+  // is looked at between chunks).
+  std::pair<double, double> evaluate(const data::Dataset& ds, int batch, const std::atomic<bool>* stop = nullptr);
 
   // Host copies (synchronous; for checkpoints and replica checks).
   std::vector<float> download_params();

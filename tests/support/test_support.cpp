@@ -42,3 +42,61 @@ CommandResult run_nbsgd(const std::string& args) {
 }
 
 }  // namespace nbsgd::test
+
+#include <fcntl.h>
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+namespace nbsgd::test {
+
+pid_t spawn_nbsgd(const std::string& args, const std::string& log) {
+  std::vector<std::string> parts;
+  std::istringstream ss(args);
+  for (std::string p; ss >> p;) parts.push_back(p);
+  const std::string bin = nbsgd_binary();
+  pid_t pid = fork();
+  if (pid == 0) {
+    const int fd = ::open(log.empty() ? "/dev/null" : log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    std::vector<char*> argv{const_cast<char*>(bin.c_str())};
+    for (auto& p : parts) argv.push_back(p.data());
+    argv.push_back(nullptr);
+    execv(bin.c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_for_exit(pid_t pid, int hang_s) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(hang_s);
+  int status = 0;
+  for (;;) {
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0) return -2;
+    if (std::chrono::steady_clock::now() > until) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+bool catches_signal(pid_t pid, int signo) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("SigCgt:", 0) == 0) return (std::stoull(line.substr(7), nullptr, 16) >> (signo - 1)) & 1u;
+  return false;
+}
+
+}  // namespace nbsgd::test

@@ -23,3 +23,21 @@ struct CommandResult {
 CommandResult run_nbsgd(const std::string& args);
 
 }  // namespace nbsgd::test
+
+#include <sys/types.h>
+
+namespace nbsgd::test {
+
+// Starts nbsgd with `args` split on spaces (no shell), stdout and stderr into
+// `log` (or /dev/null); returns the pid.
+pid_t spawn_nbsgd(const std::string& args, const std::string& log = "");
+
+// Waits for `pid`: its exit code, 128 + the signal when a signal ended it. A child
+// still running after `hang_s` seconds is a hang (the runs these tests stop take an
+// hour or more uninterrupted): it is killed and -1 returned.
+int wait_for_exit(pid_t pid, int hang_s);
+
+// Whether process `pid` catches `signo` (its handler is installed): /proc's SigCgt.
+bool catches_signal(pid_t pid, int signo);
+
+}  // namespace nbsgd::test

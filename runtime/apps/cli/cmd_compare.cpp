@@ -7,10 +7,13 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 
 #include "runtime/device/check.h"
 #include "runtime/apps/cli/commands.h"
+#include "runtime/apps/cli/out_lock.h"
 #include "runtime/apps/cli/plot.h"
+#include "runtime/apps/cli/signals.h"
 #include "runtime/apps/cli/train_flags.h"
 #include "runtime/apps/compare/compare.h"
 #include "runtime/train/exchange.h"
@@ -33,17 +36,24 @@ void add_compare_command(CLI::App& root, Runner& out) {
       if (!cfg->trace.empty())
         throw InputError("--trace " + cfg->trace + ": compare writes trace.json into every run's folder under --out "
                          "(bounded by --trace-steps); give --out instead");
+      // SIGINT, SIGTERM, SIGHUP stop the whole comparison (every run's own scope
+      // nests in this one, so a signal between two runs stops the next at once).
+      SignalScope signals;
+      std::optional<OutDirLock> lock;
       if (!cfg->out_dir.empty()) {
-        std::error_code ec;
-        std::filesystem::create_directories(cfg->out_dir, ec);
-        if (ec) throw InputError("--out " + cfg->out_dir + ": " + ec.message());
+        lock.emplace(cfg->out_dir);
         for (const auto& s : specs)
           if (std::filesystem::exists(std::filesystem::path(cfg->out_dir) / s.dir_name() / "metrics.jsonl"))
             throw InputError("--out " + cfg->out_dir + " already holds run " + s.name + "; choose another directory");
       }
       std::vector<engine::CompareRow> rows;
+      int signal = 0;
       for (size_t i = 0; i < specs.size(); ++i) {
         const auto& s = specs[i];
+        if (SignalScope::signal_number()) {
+          signal = SignalScope::signal_number();
+          break;
+        }
         engine::TrainConfig c = engine::apply_run(*cfg, s);
         c.quiet = true;
         if (!cfg->out_dir.empty()) {
@@ -60,9 +70,12 @@ void add_compare_command(CLI::App& root, Runner& out) {
         row.spec = s;
         row.summary = r.summary;
         rows.push_back(std::move(row));
-        if (r.summary.interrupted) break;  // a signal stops the whole comparison
+        if (r.signal) {  // a signal stops the whole comparison
+          signal = r.signal;
+          break;
+        }
       }
-      const bool interrupted = !rows.empty() && rows.back().summary.interrupted;
+      const bool interrupted = signal != 0;
       engine::compute_speedups(rows, rates);
       std::printf("%s", engine::compare_table(rows, cfg->target_loss).c_str());
       if (!cfg->out_dir.empty()) {
@@ -82,7 +95,7 @@ void add_compare_command(CLI::App& root, Runner& out) {
         if (!cfg->quiet) std::fprintf(stderr, "compare: report in %s/report.md\n", cfg->out_dir.c_str());
       }
       if (interrupted) std::fprintf(stderr, "compare: interrupted after %zu of %zu runs\n", rows.size(), specs.size());
-      return interrupted ? 130 : 0;
+      return interrupted ? 128 + signal : 0;
     };
   });
 }

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <csignal>
 #include <cmath>
 #include <filesystem>
@@ -16,7 +15,10 @@
 #include "runtime/device/check.h"
 #include "runtime/device/file_io.h"
 #include "runtime/apps/cli/commands.h"
+#include "runtime/apps/cli/metrics_log.h"
+#include "runtime/apps/cli/out_lock.h"
 #include "runtime/apps/cli/progress.h"
+#include "runtime/apps/cli/signals.h"
 #include "runtime/apps/cli/train_flags.h"
 #include "runtime/train/engine.h"
 #include "runtime/apps/predict/rates.h"
@@ -25,12 +27,22 @@ namespace nbsgd::cli {
 
 namespace {
 
-std::atomic<bool> g_interrupted{false};
-extern "C" void on_sigint(int) {
-  g_interrupted.store(true);
-  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
-}
 
+// A fresh run must not mix into a folder that holds one; a folder left by a run
+// with no checkpoint (stopped at start-up by an error) cannot be continued.
+// `probe_lock`: first, refuse a folder another run holds (not under our own lock).
+void check_out_is_free(const engine::TrainConfig& cfg, bool probe_lock) {
+  namespace fs = std::filesystem;
+  if (cfg.out_dir.empty()) return;
+  if (probe_lock) OutDirLock::refuse_if_held(cfg.out_dir);
+  if (!cfg.resume.empty() || !fs::exists(fs::path(cfg.out_dir) / "metrics.jsonl")) return;
+  const std::string ck = cfg.out_dir + "/checkpoint.safetensors";
+  if (fs::exists(ck))
+    throw InputError("--out " + cfg.out_dir + " already holds a run (metrics.jsonl); choose another directory, "
+                     "or continue it with --resume " + ck);
+  throw InputError("--out " + cfg.out_dir + " already holds a run (metrics.jsonl) that left no checkpoint to "
+                   "continue; choose another directory, or remove that one");
+}
 
 }  // namespace
 
@@ -92,9 +104,10 @@ RunResult run_training(const engine::TrainConfig& cfg, const RunOutput& o) {
   namespace fs = std::filesystem;
   const bool print = o.header;
   RunResult out;
-  if (!cfg.out_dir.empty() && cfg.resume.empty() && fs::exists(fs::path(cfg.out_dir) / "metrics.jsonl"))
-    throw InputError("--out " + cfg.out_dir + " already holds a run (metrics.jsonl); choose another directory, "
-                     "or continue it with --resume " + cfg.out_dir + "/checkpoint.safetensors");
+  // From here on SIGINT, SIGTERM and SIGHUP stop the run (signals.h); one during
+  // start-up is seen by the run loop, which then stops before its first step.
+  SignalScope signals;
+  check_out_is_free(cfg, true);
   const bool tty = (o.progress || o.header) && isatty(STDERR_FILENO);
   Progress progress(cfg, tty, o.prefix);
   engine::PhaseHook phases;
@@ -112,40 +125,33 @@ RunResult run_training(const engine::TrainConfig& cfg, const RunOutput& o) {
       throw InputError(fmt::format("--ceiling {}: measured with --net {}, this run trains {}", cfg.ceiling,
                                    ceiling->net, cfg.net));
   }
+  // One run at a time in a folder, for the run's lifetime (out_lock.h).
+  std::optional<OutDirLock> lock;
   if (!cfg.out_dir.empty()) {
-    std::error_code ec;
-    fs::create_directories(cfg.out_dir, ec);
-    if (ec) throw InputError("--out " + cfg.out_dir + ": " + ec.message());
+    lock.emplace(cfg.out_dir);
+    check_out_is_free(cfg, false);  // again, under the lock: a run may have begun meanwhile
   }
   if (print) {
     if (eng.devices().backend == Backend::Host && cfg.host_workers == 0)
       std::fprintf(stderr, "%s\n", fallback_line(eng.devices()).c_str());
     std::fprintf(stderr, "%s", eng.describe().c_str());
   }
-  std::ofstream metrics;
+  std::optional<MetricsLog> metrics;
   if (!cfg.out_dir.empty()) {
     write_atomically(cfg.out_dir + "/config.json", engine::config_json(cfg) + "\n");
-    metrics.open(cfg.out_dir + "/metrics.jsonl", std::ios::app);
-    if (!metrics) throw InputError("cannot write " + cfg.out_dir + "/metrics.jsonl");
+    metrics.emplace(cfg.out_dir + "/metrics.jsonl", cfg.resume.empty() ? -1 : eng.steps_done());
   }
   auto on_step = [&](const engine::StepRecord& r) {
-    if (metrics.is_open()) metrics << step_json(r).dump() << "\n" << std::flush;
+    if (metrics) metrics->append(step_json(r).dump());
     out.losses.push_back(r.loss);
     if (o.progress) progress.step(r);
   };
-  g_interrupted = false;
-  auto prev = std::signal(SIGINT, on_sigint);
-  engine::RunSummary s;
-  try {
-    s = eng.run(on_step, &g_interrupted);
-  } catch (...) {
-    std::signal(SIGINT, prev);
-    throw;
-  }
-  std::signal(SIGINT, prev);
+  engine::RunSummary s = eng.run(on_step, &SignalScope::stop_flag());
   progress.end();
   if (!cfg.out_dir.empty()) {
     eng.save_checkpoint(cfg.out_dir + "/checkpoint.safetensors");
+    // A signal during the checkpoint's write: the summary says so too.
+    if (SignalScope::signal_number()) s.interrupted = true;
     nlohmann::json sj = summary_json(s);
     if (ceiling) {
       sj["efficiency"] = s.samples_per_s / ceiling->sum;
@@ -157,6 +163,7 @@ RunResult run_training(const engine::TrainConfig& cfg, const RunOutput& o) {
     std::fprintf(stderr, "%s", summary_text(cfg, s, ceiling ? std::optional<double>(ceiling->sum) : std::nullopt).c_str());
   out.summary = s;
   out.virtual_clock = eng.virtual_clock();
+  if (s.interrupted) out.signal = SignalScope::signal_number() ? SignalScope::signal_number() : SIGINT;
   return out;
 }
 
@@ -170,7 +177,7 @@ void add_train_command(CLI::App& root, Runner& out) {
   sub->callback([cfg, &out] {
     out = [cfg] {
       RunResult r = run_training(*cfg, !cfg->quiet);
-      return r.summary.interrupted ? 130 : 0;
+      return r.signal ? 128 + r.signal : 0;
     };
   });
 }

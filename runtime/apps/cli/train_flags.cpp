@@ -72,7 +72,13 @@ void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
          "Shuffle every epoch: on|off")
       ->default_str("on");
   app.add_option("--out", c.out_dir, "Output directory: config.json, metrics.jsonl, summary.json, checkpoint");
-  app.add_option("--resume", c.resume, "Resume from a checkpoint.safetensors");
+  app.add_option("--resume", c.resume,
+                 "Resume from a checkpoint.safetensors: the same run continues, so --net, --exchange, --batch, "
+                 "--split, --window, --seed, --clock, the number of workers (and for gossip --topology, "
+                 "--window-scope, --budget) must be the checkpoint's; the exception is a ring run on the real clock, "
+                 "which may continue on another number of workers (its global batch becomes N x B). --lr, its "
+                 "schedule, --steps/--epochs and the profile may change. metrics.jsonl in --out continues after "
+                 "the checkpoint's step");
   app.add_option("--checkpoint-every", c.checkpoint_every, "Checkpoint every N steps (0: only at the end)")
       ->capture_default_str();
   app.add_option("--eval-every", c.eval_every, "Evaluate on the test set every N steps (0: only at the end)")

@@ -20,6 +20,7 @@ struct RunResult {
   engine::RunSummary summary;
   std::vector<double> losses;
   bool virtual_clock = true;
+  int signal = 0;  // the signal that stopped the run (summary.interrupted), or 0
 };
 
 // Runs one training job: prints the config, a progress line and a summary table
