@@ -36,17 +36,6 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
-// Whole records only (a run may be writing the next one).
-std::vector<nlohmann::json> metrics(const std::string& dir) {
-  std::vector<nlohmann::json> v;
-  std::ifstream f(dir + "/metrics.jsonl");
-  for (std::string line; std::getline(f, line) && !f.eof();) {
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded()) v.push_back(std::move(j));
-  }
-  return v;
-}
-
 template <class F>
 bool wait_until(pid_t pid, F ready) {
   for (;;) {
@@ -98,12 +87,12 @@ TEST(BadInputOutDir, ASecondRunIntoTheFolderIsRefusedNamingTheHolder) {
 TEST(BadInputOutDir, ResumeAfterSigkillContinuesMetricsAfterTheCheckpointsStep) {
   const std::string dir = make_temp_dir("sigkill-metrics");
   const pid_t pid = spawn_nbsgd(kMlp + " --steps 100000000 --checkpoint-every 25 --out " + dir);
-  ASSERT_TRUE(wait_until(pid, [&] { return metrics(dir).size() >= 53; }));
+  ASSERT_TRUE(wait_until(pid, [&] { return read_metrics(dir).size() >= 53; }));
   ASSERT_EQ(kill(pid, SIGKILL), 0);
   ASSERT_EQ(wait_for_exit(pid, kHang_s), 128 + SIGKILL);
   const LoadedTensors ck = load_safetensors(dir + "/checkpoint.safetensors");
   const int k = std::stoi(ck.metadata.at("nbsgd.step"));
-  const size_t logged = metrics(dir).size();
+  const size_t logged = read_metrics(dir).size();
   ASSERT_GE(k, 50);
   ASSERT_GT(logged, size_t(k)) << "the test needs steps logged after the checkpoint";
   const int total = static_cast<int>(logged) + 5;
@@ -112,7 +101,7 @@ TEST(BadInputOutDir, ResumeAfterSigkillContinuesMetricsAfterTheCheckpointsStep) 
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::string ref = make_temp_dir("sigkill-ref");
   ASSERT_EQ(run_nbsgd(kMlp + " --steps " + std::to_string(total) + " --out " + ref).exit_code, 0);
-  const auto resumed = metrics(dir), straight = metrics(ref);
+  const auto resumed = read_metrics(dir), straight = read_metrics(ref);
   ASSERT_EQ(resumed.size(), size_t(total));
   ASSERT_EQ(straight.size(), size_t(total));
   for (int i = 0; i < total; ++i) {
@@ -133,10 +122,10 @@ TEST(BadInputOutDir, ResumeRefusesALogWithStepsMissingBeforeTheCheckpoint) {
     std::string line;
     for (int i = 0; i < 3 && std::getline(all, line); ++i) cut << line << "\n";  // steps 0-2 only
   }
-  ASSERT_EQ(metrics(dir).size(), 3u);
+  ASSERT_EQ(read_metrics(dir).size(), 3u);
   const CommandResult r = run_nbsgd(kMlp + " --steps 9 --out " + dir + " --resume " + dir + "/checkpoint.safetensors");
   expect_one_error_line(r, "metrics.jsonl ends at step 2, the checkpoint is at step 6");
-  EXPECT_EQ(metrics(dir).size(), 3u);  // left as it was
+  EXPECT_EQ(read_metrics(dir).size(), 3u);  // left as it was
   fs::remove_all(dir);
 }
 
@@ -161,7 +150,7 @@ TEST(BadInputOutDir, NonFiniteLossStopsNamingTheStepAndKeepsTheLastFiniteCheckpo
   EXPECT_TRUE(ck.data_checksum_verified);
   EXPECT_LE(std::stoi(ck.metadata.at("nbsgd.step")), bad);
   EXPECT_TRUE(all_finite(ck));
-  EXPECT_EQ(metrics(dir).size(), size_t(bad));  // the finite steps, all logged
+  EXPECT_EQ(read_metrics(dir).size(), size_t(bad));  // the finite steps, all logged
   for (const auto& e : fs::directory_iterator(dir))
     EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
   fs::remove_all(dir);
@@ -207,7 +196,7 @@ TEST(BadInputOutDir, RingOnTheRealClockResumesOnAnotherWorkerCount) {
   const CommandResult r = run_nbsgd(a + " --host-workers 3 --steps 4 --out " + dir + " --resume " + dir +
                                     "/checkpoint.safetensors");
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  const auto m = metrics(dir);
+  const auto m = read_metrics(dir);
   ASSERT_EQ(m.size(), 4u);
   EXPECT_EQ(m[3]["finished"].size(), 3u);
   fs::remove_all(dir);

@@ -30,17 +30,6 @@ namespace fs = std::filesystem;
 
 constexpr int kHang_s = 60;
 
-std::vector<nlohmann::json> metrics(const std::string& dir) {
-  std::vector<nlohmann::json> v;
-  std::ifstream f(dir + "/metrics.jsonl");
-  // A run may be writing: a record not yet whole is not counted.
-  for (std::string line; std::getline(f, line) && !f.eof();) {
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded()) v.push_back(std::move(j));
-  }
-  return v;
-}
-
 nlohmann::json read_json(const std::string& path) {
   std::ifstream f(path);
   return nlohmann::json::parse(f);
@@ -81,14 +70,14 @@ void expect_interrupted_folder(const std::string& dir, const std::string& resume
   const auto s = read_json(dir + "/summary.json");
   EXPECT_EQ(s["interrupted"], true);
   const int k = s["steps"];
-  EXPECT_EQ(metrics(dir).size(), size_t(k));
+  EXPECT_EQ(read_metrics(dir).size(), size_t(k));
   ASSERT_TRUE(fs::exists(dir + "/checkpoint.safetensors"));
   for (const auto& e : fs::directory_iterator(dir))
     EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
   const CommandResult r = run_nbsgd(resume_args + " --steps " + std::to_string(k + 2) + " --out " + dir +
                                     " --resume " + dir + "/checkpoint.safetensors");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  const auto m = metrics(dir);
+  const auto m = read_metrics(dir);
   ASSERT_EQ(m.size(), size_t(k + 2));
   for (int i = 0; i < k + 2; ++i) EXPECT_EQ(m[i]["step"], i);
 }
@@ -100,7 +89,7 @@ TEST(BadInputSignal, TermAndHupStopARunAsCtrlCDoes) {
     SCOPED_TRACE(sig);
     const std::string dir = make_temp_dir("sig-run");
     const pid_t pid = spawn_nbsgd(kMlp + " --steps 100000000 --out " + dir);
-    ASSERT_TRUE(wait_until(pid, [&] { return metrics(dir).size() >= 3; }));
+    ASSERT_TRUE(wait_until(pid, [&] { return read_metrics(dir).size() >= 3; }));
     ASSERT_EQ(kill(pid, sig), 0);
     EXPECT_EQ(wait_for_exit(pid, kHang_s), 128 + sig);
     expect_interrupted_folder(dir, kMlp);
@@ -170,7 +159,7 @@ TEST(BadInputSignal, WhileWaitingForAStalledWorker) {
   ASSERT_EQ(wait_for_exit(pid, kHang_s), 128 + SIGTERM) << read_text(log);
   const auto s = read_json(dir + "/summary.json");
   EXPECT_EQ(s["interrupted"], true);
-  EXPECT_EQ(metrics(dir).size(), size_t(s["steps"].get<int>()));
+  EXPECT_EQ(read_metrics(dir).size(), size_t(s["steps"].get<int>()));
   fs::remove_all(work);
 }
 
@@ -181,7 +170,7 @@ TEST(BadInputSignal, DuringTheFinalEvaluation) {
   const pid_t pid = spawn_nbsgd("train --net resnet18-cifar --data synthetic-cifar --host-workers 1 --train-limit 8 --batch 2 "
                                 "--split 1 --steps 1 --test-limit 10000 --quiet --out " + dir);
   // The last step is logged, then the run evaluates.
-  ASSERT_TRUE(wait_until(pid, [&] { return metrics(dir).size() >= 1; }));
+  ASSERT_TRUE(wait_until(pid, [&] { return read_metrics(dir).size() >= 1; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   ASSERT_EQ(kill(pid, SIGTERM), 0);
   ASSERT_EQ(wait_for_exit(pid, kHang_s), 128 + SIGTERM);
@@ -204,7 +193,7 @@ TEST(BadInputSignal, DuringCheckpointWritesAndASecondSignal) {
     const bool twice = trial % 2 == 1;
     const std::string dir = make_temp_dir("sig-ck");
     const pid_t pid = spawn_nbsgd(kMlp + " --steps 100000000 --checkpoint-every 1 --out " + dir);
-    ASSERT_TRUE(wait_until(pid, [&] { return fs::exists(dir + "/checkpoint.safetensors") && metrics(dir).size() >= 2; }));
+    ASSERT_TRUE(wait_until(pid, [&] { return fs::exists(dir + "/checkpoint.safetensors") && read_metrics(dir).size() >= 2; }));
     std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 20000)(rng)));
     ASSERT_EQ(kill(pid, SIGTERM), 0);
     if (twice) {
@@ -219,7 +208,7 @@ TEST(BadInputSignal, DuringCheckpointWritesAndASecondSignal) {
       const CommandResult r = run_nbsgd(kMlp + " --out " + dir + " --resume " + dir +
                                         "/checkpoint.safetensors --steps " + std::to_string(k + 2));
       EXPECT_EQ(r.exit_code, 0) << r.output;
-      const auto m = metrics(dir);
+      const auto m = read_metrics(dir);
       ASSERT_EQ(m.size(), size_t(k + 2));
       for (int i = 0; i < k + 2; ++i) ASSERT_EQ(m[i]["step"], i);
     }
@@ -233,7 +222,7 @@ TEST(BadInputSignal, DuringCheckpointWritesAndASecondSignal) {
 TEST(BadInputSignal, ASecondSignalEndsTheProcessAtOnce) {
   const std::string dir = make_temp_dir("sig-two");
   const pid_t pid = spawn_nbsgd(kMlp + " --steps 100000000 --checkpoint-every 3 --out " + dir);
-  ASSERT_TRUE(wait_until(pid, [&] { return fs::exists(dir + "/checkpoint.safetensors") && metrics(dir).size() >= 4; }));
+  ASSERT_TRUE(wait_until(pid, [&] { return fs::exists(dir + "/checkpoint.safetensors") && read_metrics(dir).size() >= 4; }));
   ASSERT_EQ(kill(pid, SIGSTOP), 0);
   ASSERT_EQ(kill(pid, SIGTERM), 0);
   ASSERT_EQ(kill(pid, SIGHUP), 0);
@@ -245,7 +234,7 @@ TEST(BadInputSignal, ASecondSignalEndsTheProcessAtOnce) {
   const CommandResult r = run_nbsgd(kMlp + " --out " + dir + " --resume " + dir + "/checkpoint.safetensors --steps " +
                                     std::to_string(k + 2));
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  const auto m = metrics(dir);
+  const auto m = read_metrics(dir);
   ASSERT_EQ(m.size(), size_t(k + 2));
   for (int i = 0; i < k + 2; ++i) EXPECT_EQ(m[i]["step"], i);
   fs::remove_all(dir);
@@ -257,7 +246,7 @@ TEST(BadInputSignal, CompareStopsTheWholeComparison) {
   const std::string dir = make_temp_dir("sig-cmp");
   const pid_t pid = spawn_nbsgd("compare --net mlp --host-workers 2 --train-limit 512 --test-limit 64 --steps 100000000 "
                                 "--quiet --runs ring/sync,ring/fastest --out " + dir);
-  ASSERT_TRUE(wait_until(pid, [&] { return metrics(dir + "/ring_sync").size() >= 2; }));
+  ASSERT_TRUE(wait_until(pid, [&] { return read_metrics(dir + "/ring_sync").size() >= 2; }));
   ASSERT_EQ(kill(pid, SIGTERM), 0);
   ASSERT_EQ(wait_for_exit(pid, kHang_s), 128 + SIGTERM);
   const auto j = read_json(dir + "/compare.json");

@@ -13,8 +13,6 @@ straggler::Rng step_stream(const straggler::ResolvedProfile& p, int device, int6
 }
 
 namespace {
-// Tie order at equal times (see the header).
-enum EventType { kComplete = 0, kDeadline = 1, kStepEnd = 2, kCheck = 3, kTake = 4, kOpen = 5, kRound = 6 };
 using Fate = TimelineMiniBatch::Fate;
 }  // namespace
 
@@ -468,69 +466,6 @@ void Timeline::handle_close(Group& g) {
   for (int o : g.owners) rec(g.step, o).start = g.start;
   if (!exhausted_) push(std::max(c, rec(g.step, g.owners[0]).open), kOpen, key, g.step + 1, key);
   try_exchange(g.step);
-}
-
-// Schedules every exchange of `step` whose inputs are known.
-void Timeline::try_exchange(int64_t step) {
-  if (!live(step)) return;
-  auto& v = steps_[step];
-  if (v.empty()) v.resize(static_cast<size_t>(n_));
-  const double u = cfg_.model.update_s(cfg_.params);
-  auto ready = [&](int j) { return v[j].closed && v[j].running_known && end_of(step - 1, j) >= 0; };
-  if (!cfg_.mixes_models) {
-    // A sum over all workers: it starts when every window closed and every comm
-    // stream is free; then each worker's update, after its running mini-batch.
-    double xs = 0;
-    for (int j = 0; j < n_; ++j) {
-      if (!v[j].closed || end_of(step - 1, j) < 0) return;
-      xs = std::max({xs, v[j].close, end_of(step - 1, j)});
-    }
-    for (int w = 0; w < n_; ++w) {
-      TimelineWorkerStep& r = v[w];
-      if (r.scheduled || !r.running_known) continue;
-      r.exchange_begin = xs;
-      r.exchange_end = add_ns(xs, cfg_.exchange_s(step, w));
-      r.update_begin = r.running ? std::max(r.exchange_end, r.running_end) : r.exchange_end;
-      r.update_end = add_ns(r.update_begin, u);
-      schedule_end(w, step, r.update_end);
-    }
-    return;
-  }
-  // Gossip: each worker's local step, after its running mini-batch and its previous
-  // mix; then the mix waits for the local steps of the neighbours it reads.
-  auto local_end = [&](int j) {
-    const TimelineWorkerStep& r = v[j];
-    double b = std::max(r.close, end_of(step - 1, j));
-    if (r.running) b = std::max(b, r.running_end);
-    return std::pair<double, double>{b, add_ns(b, u)};
-  };
-  for (int w = 0; w < n_; ++w) {
-    TimelineWorkerStep& r = v[w];
-    if (r.scheduled || !ready(w)) continue;
-    bool all = true;
-    for (int j : r.neighbours) all = all && ready(j);
-    if (!all) continue;
-    std::tie(r.update_begin, r.update_end) = local_end(w);
-    double x = r.update_end;
-    for (int j : r.neighbours) x = std::max(x, local_end(j).second);
-    r.exchange_begin = x;
-    r.exchange_end = add_ns(x, cfg_.exchange_s(step, w));
-    schedule_end(w, step, r.exchange_end);
-  }
-}
-
-// E(w,step) is known: what waited for it may go on.
-void Timeline::schedule_end(int w, int64_t step, double t) {
-  TimelineWorkerStep& r = rec(step, w);
-  r.scheduled = true;
-  r.end = t;
-  ends_[static_cast<size_t>(w)][step] = t;
-  push(t, kStepEnd, w, step);
-  WorkerState& s = ws_[static_cast<size_t>(w)];
-  if (s.busy && s.waiting_gate && s.current.step == step + 1) start_current(w);
-  for (auto it = groups_.lower_bound({step + 1, -2}); it != groups_.end() && it->first.first == step + 1; ++it)
-    start_clock(*it->second, now_sim_);
-  try_exchange(step + 1);
 }
 
 TimelineStep Timeline::finish_step(int64_t step) {

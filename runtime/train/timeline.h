@@ -135,6 +135,8 @@ class Timeline {
   double now() const { return now_; }
 
  private:
+  // Event types, in their tie order at equal times (see above).
+  enum EventType { kComplete = 0, kDeadline = 1, kStepEnd = 2, kCheck = 3, kTake = 4, kOpen = 5, kRound = 6 };
   struct Group;
   struct Item {  // one entry of a worker's stream
     bool stall = false;

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 
 namespace nbsgd::test {
@@ -97,6 +98,16 @@ bool catches_signal(pid_t pid, int signo) {
   for (std::string line; std::getline(f, line);)
     if (line.rfind("SigCgt:", 0) == 0) return (std::stoull(line.substr(7), nullptr, 16) >> (signo - 1)) & 1u;
   return false;
+}
+
+std::vector<nlohmann::json> read_metrics(const std::string& dir) {
+  std::vector<nlohmann::json> v;
+  std::ifstream f(dir + "/metrics.jsonl");
+  for (std::string line; std::getline(f, line) && !f.eof();) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded()) v.push_back(std::move(j));
+  }
+  return v;
 }
 
 }  // namespace nbsgd::test

@@ -1,6 +1,8 @@
 // Shared test helpers.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace nbsgd::test {
 
@@ -10,6 +12,9 @@ std::string make_temp_dir(const std::string& tag);
 // The nbsgd binary the tests run: $NBSGD_BINARY when set (the release bundle, where
 // the build tree is absent), else the one built beside the tests.
 std::string nbsgd_binary();
+
+// DIR/metrics.jsonl, whole records only (a run may be writing the next one).
+std::vector<nlohmann::json> read_metrics(const std::string& dir);
 
 // The Fashion-MNIST directory for tests that train on it: $NBSGD_DATA_DIR when set
 // (the bundle's reduced copy), else the system's.
