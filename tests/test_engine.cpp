@@ -106,7 +106,8 @@ TEST(Engine, EveryPolicyAdmittingTheWholeBatchEqualsSyncWithoutStragglers) {
 
 // An independent computation of the duration model for the fastest window with
 // constant slowdowns: each worker's k_i from closed-form arithmetic on the 1 ns grid.
-void check_fastest_against_model(const std::string& slowdown, const std::vector<int64_t>& s, bool expect_cancel) {
+void check_fastest_against_model(const std::string& slowdown, const std::vector<int64_t>& s, bool expect_cancel,
+                                 bool expect_late) {
   TrainConfig c = small_config();
   c.steps = 12;
   c.batch = 128;
@@ -127,10 +128,13 @@ void check_fastest_against_model(const std::string& slowdown, const std::vector<
   // The engine's rules (timeline.h): worker w's mini-batches of step t begin at
   // E(w,t-1), its previous update's end; the window's clock starts at the first
   // such end (worker 0's: s = 1, never busy past a close); a mini-batch still
-  // running at the close is wasted and w's update waits for it; the sum starts
-  // once the window closed and every worker's previous update ended.
-  std::vector<int64_t> end(4, 0);  // E(w,t-1)
-  bool saw_cancel = false;
+  // running at the close is wasted and w's update waits for it; the sum (into the
+  // step's own accumulator of two) starts once the window closed, the previous sum
+  // ended and every worker that counted nothing ended its update of step t-2; w's
+  // update follows the sum, its running mini-batch and its previous update.
+  std::vector<int64_t> end(4, 0), end2(4, 0);  // E(w,t-1), E(w,t-2)
+  int64_t sum_end = 0;                          // the end of step t-1's sum
+  bool saw_cancel = false, saw_late = false;
   for (size_t step = 0; step < got.size(); ++step) {
     const int64_t start0 = *std::min_element(end.begin(), end.end());
     const int64_t close = start0 + m * cost;
@@ -145,10 +149,14 @@ void check_fastest_against_model(const std::string& slowdown, const std::vector<
       const bool cancelled = n < m && next_start < close;  // began, still running at the close
       saw_cancel |= cancelled;
       if (cancelled) running[w] = next_start + d;
+      saw_late |= end[w] > close;  // still busy with its previous step when this one closed
     }
-    int64_t xs = close;
-    for (int64_t x : end) xs = std::max(xs, x);
-    for (int w = 0; w < 4; ++w) end[w] = std::max(xs + sum, running[w]) + update;
+    int64_t xs = std::max(close, sum_end);
+    for (int w = 0; w < 4; ++w)
+      if (k[w] == 0) xs = std::max(xs, end2[w]);
+    sum_end = xs + sum;
+    end2 = end;
+    for (int w = 0; w < 4; ++w) end[w] = std::max({sum_end, running[w], end2[w]}) + update;
     EXPECT_EQ(got[step].finished, k) << "step " << step;
     EXPECT_EQ(got[step].samples, 16 * (k[0] + k[1] + k[2] + k[3]));
     EXPECT_NEAR(got[step].window_s, m * cost * 1e-9, 1e-15);
@@ -156,12 +164,17 @@ void check_fastest_against_model(const std::string& slowdown, const std::vector<
   }
   // With slowdowns that divide m every worker ends exactly at the close; with
   // 3 and 5 the slow ones have a mini-batch running at the close, which is wasted.
+  // With 20 (a mini-batch longer than two windows) the slow worker's wasted
+  // mini-batch keeps it busy past the next close: that step's sum does not wait
+  // for it.
   EXPECT_EQ(saw_cancel, expect_cancel) << slowdown;
+  EXPECT_EQ(saw_late, expect_late) << slowdown;
 }
 
 TEST(Engine, FastestWindowFinishesWhatTheDurationModelPredicts) {
-  check_fastest_against_model("1,1,2,4", {1, 1, 2, 4}, false);
-  check_fastest_against_model("1,1,3,5", {1, 1, 3, 5}, true);
+  check_fastest_against_model("1,1,2,4", {1, 1, 2, 4}, false, false);
+  check_fastest_against_model("1,1,3,5", {1, 1, 3, 5}, true, false);
+  check_fastest_against_model("1,1,1,20", {1, 1, 1, 20}, true, true);
 }
 
 TEST(Engine, ExchangedGradientIsTheSampleWeightedMean) {

@@ -43,6 +43,7 @@ DeviceContext::DeviceContext(const Device& device, ClockKind clock)
   compute_ = make_stream(device, clock, "compute");
   comm_ = make_stream(device, clock, "comm");
   copy_ = make_stream(device, clock, "copy");
+  update_ = make_stream(device, clock, "update");
 }
 
 void DeviceContext::make_partition_streams() {
@@ -56,7 +57,8 @@ void DeviceContext::make_partition_streams() {
   const int index = device_.gpu_shares.empty() ? 0 : device_.share_index;
   try {
     auto part = cuda_backend::GreenPartition::create(device_.ordinal, shares, index);
-    for (auto [stream, role] : {std::pair{&compute_, "compute"}, std::pair{&comm_, "comm"}, std::pair{&copy_, "copy"}}) {
+    for (auto [stream, role] : {std::pair{&compute_, "compute"}, std::pair{&comm_, "comm"}, std::pair{&copy_, "copy"},
+                                std::pair{&update_, "update"}}) {
       StreamOptions opt;
       opt.name = std::string(role) + "/" + std::to_string(device_.index);
       opt.clock = clock_;

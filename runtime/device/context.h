@@ -29,6 +29,9 @@ class DeviceContext {
   Stream& compute() { return compute_; }
   Stream& comm() { return comm_; }
   Stream& copy() { return copy_; }
+  // The ring's updates: after the step's sum (comm) and after a cancelled mini-batch
+  // still reading the weights (compute), without holding either stream.
+  Stream& update() { return update_; }
   // A new event on this device; Timing::On only for events that time something.
   Event event(Timing timing = Timing::Off) const { return Event(device_.backend, device_.ordinal, timing); }
 
@@ -54,7 +57,7 @@ class DeviceContext {
   std::shared_ptr<void> partition_;  // the green context: declared first, so it outlives the streams
   int partition_sms_ = 0;
   bool deterministic_ = false;
-  Stream compute_, comm_, copy_;
+  Stream compute_, comm_, copy_, update_;
   std::unique_ptr<Handles> handles_;
 };
 

@@ -48,6 +48,7 @@ Engine::Impl::~Impl() {
     try {
       w->ctx().compute().synchronize();
       w->ctx().comm().synchronize();
+      w->ctx().update().synchronize();
       w->ctx().copy().synchronize();
     } catch (const std::exception& e) {
       log_error(__FILE__, __LINE__, w->index(), "~Engine", e.what());
@@ -85,14 +86,21 @@ void Engine::Impl::issue_step() {
   driver->step(step, p.window);
   float* rb = readback.as<float>() + p.slot * exchange->readback_floats();
   exchange->enqueue(step, p.lr, p.window.ready, p.window.running, rb);
-  for (int w = 0; w < n(); ++w) s->workers[w]->ctx().comm().record(step_done[p.slot][w]);
+  const bool on_update = exchange->updates_on_update_stream();
+  for (int w = 0; w < n(); ++w) {
+    DeviceContext& ctx = s->workers[w]->ctx();
+    (on_update ? ctx.update() : ctx.comm()).record(step_done[p.slot][w]);
+  }
   exchange->forget_before(step + 1);
   samples_total += p.window.total_samples();
   ++step;
   // The virtual clock is a simulation: its math runs step by step, so that a run
   // is the same bits whatever the host's timing.
   if (s->virtual_clock)
-    for (auto& w : s->workers) w->ctx().comm().synchronize();
+    for (auto& w : s->workers) {
+      w->ctx().comm().synchronize();
+      w->ctx().update().synchronize();
+    }
   pending.push_back(std::move(p));
 }
 
@@ -226,7 +234,10 @@ RunSummary Engine::Impl::run(const std::function<void(const StepRecord&)>& on_st
     if (check) {
       if (!drain(true, on_step, stop)) continue;  // a signal: the run's own checkpoint follows
       // Cancelled work may still be queued; evaluation swaps models on worker 0.
-      for (auto& w : s->workers) w->ctx().compute().synchronize();
+      for (auto& w : s->workers) {
+        w->ctx().compute().synchronize();
+        w->ctx().update().synchronize();
+      }
       periodic(stop);
     }
   }
@@ -243,6 +254,7 @@ void Engine::Impl::finish(RunSummary& sum, double wall0, const std::atomic<bool>
   for (auto& w : s->workers) {
     w->ctx().compute().synchronize();
     w->ctx().comm().synchronize();
+    w->ctx().update().synchronize();
   }
   sum.steps = step;
   sum.samples = samples_total;

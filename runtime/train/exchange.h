@@ -14,7 +14,11 @@
 //   - modelled_s(step, w): the exchange's duration on the virtual clock (the update
 //     that follows is DurationModel::update_s, added by the timelines);
 //   - enqueue(...): the device work, on the workers' comm streams, after `ready`;
-//     it records every worker's update_done and fills the step's read-back slot;
+//     it records every worker's update_done (and update_done_of[step & 1]) and
+//     fills the step's read-back slot; each step uses worker.accumulator(step);
+//   - updates_on_update_stream(): the update runs on the worker's update stream
+//     (after the sum, and after a cancelled mini-batch still running), so the comm
+//     stream is free for the next step's sum; the step then ends on that stream;
 //   - totals(): the step's (n, loss sum) from that slot;
 //   - replicated(): whether the replicas are identical after every step: then
 //     worker 0's model is the one evaluated and checkpointed; otherwise the
@@ -45,7 +49,8 @@ class Exchange {
   virtual double modelled_s(int64_t step, int w) const = 0;
   // Floats of one step's read-back slot (pinned host memory the caller owns).
   virtual size_t readback_floats() const = 0;
-  // `ready`: per worker, the last writer of its accumulator; `running` (may be
+  // `ready`: per worker, the last writer of its accumulator(step) (with nothing
+  // counted, the update that last read it: accumulator_free(step)); `running` (may be
   // empty): per worker, a cancelled mini-batch still reading its weights, which the
   // worker's own update must wait for.
   virtual void enqueue(int64_t step, double lr, const std::vector<const Event*>& ready,
@@ -56,6 +61,7 @@ class Exchange {
     double mean_loss = 0;  // as the exchange computes it (NaN when n = 0)
   };
   virtual Totals totals(const float* readback) const = 0;
+  virtual bool updates_on_update_stream() const { return false; }
   // Steps before `step` will not be asked for again (caches may forget them).
   virtual void forget_before(int64_t step) { (void)step; }
 };

@@ -75,15 +75,16 @@ class GossipExchange final : public Exchange {
       // and the mix that writes x_i wait for it. (The neighbours that read x_i then
       // wait too: they need its updated model.)
       if (i < running.size() && running[i]) cm.wait(*running[i]);
-      copy_async(cm, readback + 2 * i, w.accumulator() + P_, 2 * sizeof(float));
+      copy_async(cm, readback + 2 * i, w.accumulator(step) + P_, 2 * sizeof(float));
       if (!fused_) {
         NBSGD_NVTX_RANGE("update", nvtx::kUpdate);
-        optim::fused_sgd_update(cm, w.params(), w.momentum(), w.accumulator(), P_, static_cast<float>(lr), sgd_, 1.0f);
+        optim::fused_sgd_update(cm, w.params(), w.momentum(), w.accumulator(step), P_, static_cast<float>(lr), sgd_,
+                                1.0f);
       }
       cm.record(local_done_[i]);
       local.push_back(&local_done_[i]);
       x.push_back(w.params());
-      acc.push_back(w.accumulator());
+      acc.push_back(w.accumulator(step));
     }
     const comm::MixWeights& W = weights(step);
     if (fused_) {
@@ -94,7 +95,10 @@ class GossipExchange final : public Exchange {
     } else {
       comm_->mix(x, P_, W, local);
     }
-    for (auto& w : workers_) w->ctx().comm().record(w->update_done);
+    for (auto& w : workers_) {
+      w->ctx().comm().record(w->update_done);
+      w->ctx().comm().record(w->update_done_of[step & 1]);
+    }
   }
   Totals totals(const float* rb) const override {
     double n = 0, loss = 0;

@@ -138,7 +138,8 @@ class RealDriver final : public WindowDriver {
     out.ready.assign(N, nullptr);
     out.running.assign(N, nullptr);
     for (int w = 0; w < N; ++w) {
-      out.ready[w] = last_counted_[w] >= 0 ? &s_.workers[w]->slot(last_counted_[w]).done : &s_.workers[w]->update_done;
+      out.ready[w] = last_counted_[w] >= 0 ? &s_.workers[w]->slot(last_counted_[w]).done
+                                           : &s_.workers[w]->accumulator_free(step);
       // The window is closed: a mini-batch of this step that began is running or
       // done (those that did not are skipped), and the last one to begin ends last.
       const int64_t st = started_[w].load();
@@ -359,11 +360,11 @@ class RealDriver final : public WindowDriver {
             std::lock_guard<std::mutex> g(m_);
             record_span(w, step, *probe, t, actual, TraceSpan::Fate::Counted);
           });
-        optim::commit(cs, wk.slot(k).scratch.as<float>(), wk.accumulator(), s_.P);
+        optim::commit(cs, wk.slot(k).scratch.as<float>(), wk.accumulator(step), s_.P);
         last = k;
       } else {
         enqueue_notice(w, k, step, std::move(*mb), actual, skipped, probe);
-        commit_if(cs, wk.slot(k).scratch.as<float>(), wk.accumulator(), s_.P,
+        commit_if(cs, wk.slot(k).scratch.as<float>(), wk.accumulator(step), s_.P,
                   static_cast<const int*>(flags_[w].device_data()) + k);
       }
       cs.record(wk.slot(k).done);

@@ -567,8 +567,9 @@ TimelineStep Timeline::finish_step(int64_t step) {
     if (s.busy) oldest = std::min(oldest, s.current.step);
     for (const Item& it : s.fifo) oldest = std::min(oldest, it.step);
     auto& e = ends_[static_cast<size_t>(w)];
-    e.erase(e.begin(), e.lower_bound(oldest - 1));
+    e.erase(e.begin(), e.lower_bound(oldest - 2));  // the ring's sum reads E(j,t-2)
   }
+  sum_end_.erase(sum_end_.begin(), sum_end_.lower_bound(first_live_ - 1));
   now_ = std::max(now_, out.end());
   return out;
 }

@@ -33,10 +33,16 @@
 //     the queue dry (the last epoch) while work is in flight anywhere waits for
 //     samples to come back rather than giving up.
 //   - The exchange (E(w,t): the step's model is ready):
-//       sum of accumulators (ring): it starts when the window closed and every
-//         worker's comm stream is free (after its step t-1 update), lasts the
-//         exchange's modelled time X; then w's update, after its running mini-batch:
-//         E(w,t) = max(max(C, max_j E(j,t-1)) + X, R(w,t)) + update;
+//       sum of accumulators (ring), into the step's own accumulator (steps use two
+//         in turn): it starts when the window closed, the previous sum ended (the
+//         comm streams) and, for every worker j that counted nothing in step t, its
+//         update of step t-2 ended (the last reader of that accumulator); it lasts
+//         the exchange's modelled time X. Then w's update, on its update stream,
+//         after the sum, its running mini-batch and its previous update:
+//         Sum(t) = max(C, Sum(t-1), max_{j: k_j(t)=0} E(j,t-2)) + X,
+//         E(w,t) = max(Sum(t), R(w,t), E(w,t-1)) + update.
+//         A worker still running a cancelled mini-batch holds only its own update
+//         (and its next mini-batches), not the next step's sum.
 //       mixing of models (gossip): w's local step, after its running mini-batch and
 //         its previous mix: L(w,t) = max(C(w,t), R(w,t), E(w,t-1)) + update; then the
 //         mix waits only for the neighbours it reads:
@@ -206,6 +212,7 @@ class Timeline {
   std::vector<WorkerState> ws_;
   std::vector<int> round_;  // workers whose window opened at this instant, to hand out in turns
   std::vector<std::map<int64_t, double>> ends_;  // per worker: E(w,t), kept while its stream needs it
+  std::map<int64_t, double> sum_end_;             // ring: the end of step t's sum
   std::map<std::pair<int64_t, int>, double> stall_of_;  // stalls of forgotten steps not yet begun
   StepController rates_;  // only its rate estimates (adaptive), fed every mini-batch that ran
 };

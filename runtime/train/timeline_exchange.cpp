@@ -14,22 +14,43 @@ void Timeline::try_exchange(int64_t step) {
   const double u = cfg_.model.update_s(cfg_.params);
   auto ready = [&](int j) { return v[j].closed && v[j].running_known && end_of(step - 1, j) >= 0; };
   if (!cfg_.mixes_models) {
-    // A sum over all workers: it starts when every window closed and every comm
-    // stream is free; then each worker's update, after its running mini-batch.
-    double xs = 0;
-    for (int j = 0; j < n_; ++j) {
-      if (!v[j].closed || end_of(step - 1, j) < 0) return;
-      xs = std::max({xs, v[j].close, end_of(step - 1, j)});
+    // A sum over all workers, into the step's accumulator (one of two): it starts
+    // when every window closed, the previous sum ended (the comm streams) and, for a
+    // worker that counted nothing, its update two steps back (the last reader of
+    // that accumulator). Then each worker's update, on its update stream, after the
+    // sum, its running mini-batch and its previous update.
+    double xs = -1;
+    if (auto it = sum_end_.find(step); it != sum_end_.end()) {
+      xs = it->second;
+    } else {
+      const double prev = step == 0 ? 0.0 : (sum_end_.count(step - 1) ? sum_end_[step - 1] : -1.0);
+      if (prev < 0) return;
+      double b = prev;
+      for (int j = 0; j < n_; ++j) {
+        if (!v[j].closed) return;
+        b = std::max(b, v[j].close);
+        if (v[j].finished == 0) {
+          const double e2 = end_of(step - 2, j);
+          if (e2 < 0) return;
+          b = std::max(b, e2);
+        }
+      }
+      for (int j = 0; j < n_; ++j) v[j].exchange_begin = b;
+      xs = b;
+      sum_end_[step] = add_ns(b, cfg_.exchange_s(step, 0));
     }
     for (int w = 0; w < n_; ++w) {
       TimelineWorkerStep& r = v[w];
-      if (r.scheduled || !r.running_known) continue;
+      const double prev_update = end_of(step - 1, w);
+      if (r.scheduled || !r.running_known || prev_update < 0) continue;
       r.exchange_begin = xs;
       r.exchange_end = add_ns(xs, cfg_.exchange_s(step, w));
-      r.update_begin = r.running ? std::max(r.exchange_end, r.running_end) : r.exchange_end;
+      r.update_begin = std::max(r.exchange_end, prev_update);
+      if (r.running) r.update_begin = std::max(r.update_begin, r.running_end);
       r.update_end = add_ns(r.update_begin, u);
       schedule_end(w, step, r.update_end);
     }
+    try_exchange(step + 1);  // its sum may now be known
     return;
   }
   // Gossip: each worker's local step, after its running mini-batch and its previous
@@ -67,6 +88,7 @@ void Timeline::schedule_end(int w, int64_t step, double t) {
   for (auto it = groups_.lower_bound({step + 1, -2}); it != groups_.end() && it->first.first == step + 1; ++it)
     start_clock(*it->second, now_sim_);
   try_exchange(step + 1);
+  if (!cfg_.mixes_models) try_exchange(step + 2);  // a sum may wait for this update
 }
 
 }  // namespace nbsgd::engine

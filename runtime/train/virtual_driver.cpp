@@ -24,18 +24,20 @@ namespace {
 
 // The forward/backward and commit of one counted mini-batch of worker w; its
 // slot's done event is then the accumulator's last writer.
-const Event* run_counted(Setup& s, int w, const std::vector<int32_t>& indices, int& used) {
+const Event* run_counted(Setup& s, int w, int64_t step, const std::vector<int32_t>& indices, int& used) {
   Worker& wk = *s.workers[static_cast<size_t>(w)];
   const int k = used++ % wk.slots();
   wk.stage_and_compute(k, s.data.train, indices);
-  optim::commit(wk.ctx().compute(), wk.slot(k).scratch.as<float>(), wk.accumulator(), s.P);
+  optim::commit(wk.ctx().compute(), wk.slot(k).scratch.as<float>(), wk.accumulator(step), s.P);
   wk.ctx().compute().record(wk.slot(k).done);
   return &wk.slot(k).done;
 }
 
-std::vector<const Event*> update_events(Setup& s) {
+// A worker that counts nothing: its accumulator(step) is ready once the update that
+// last read it is done.
+std::vector<const Event*> update_events(Setup& s, int64_t step) {
   std::vector<const Event*> r;
-  for (auto& w : s.workers) r.push_back(&w->update_done);
+  for (auto& w : s.workers) r.push_back(&w->accumulator_free(step));
   return r;
 }
 
@@ -48,7 +50,7 @@ class VirtualDriver final : public WindowDriver {
   void step(int64_t step, StepWindow& out) override {
     TimelineStep o = timeline_->finish_step(step);
     const int N = s_.n();
-    out.ready = update_events(s_);
+    out.ready = update_events(s_, step);
     out.finished.assign(N, 0);
     out.samples.assign(N, 0);
     out.delay_s.assign(N, 0.0);
@@ -65,7 +67,7 @@ class VirtualDriver final : public WindowDriver {
         auto it = handed_.find(mb.handle);
         NBSGD_CHECK(it != handed_.end(), "virtual driver: counted mini-batch without its samples");
         out.epoch = out.epoch < 0 ? it->second.epoch : std::min(out.epoch, it->second.epoch);
-        if (compute_) out.ready[i] = run_counted(s_, i, it->second.indices, used);
+        if (compute_) out.ready[i] = run_counted(s_, i, step, it->second.indices, used);
         s_.queue->commit(it->second);
         handed_.erase(it);
       }

@@ -18,16 +18,18 @@ Worker::Worker(int index, const Device& device, ClockKind clock, const std::stri
   ctx_->set_deterministic(deterministic);  // read by the convolutions as the model is built
   if (device.backend == Backend::Host) {
     // OpenMP's thread count is per thread: set it on each stream's own thread.
-    for (Stream* s : {&ctx_->compute(), &ctx_->comm(), &ctx_->copy()})
+    for (Stream* s : {&ctx_->compute(), &ctx_->comm(), &ctx_->copy(), &ctx_->update()})
       s->host_task([host_threads] { omp_set_num_threads(host_threads); });
   }
   model_ = std::make_unique<nets::Model>(nets::Model::create(net, *ctx_, max_mini_batch, seed));
   P_ = model_->num_params();
   const Backend b = device.backend;
   const int dev = device.ordinal;
-  acc_ = Buffer(b, dev, (P_ + 2) * sizeof(float));
+  for (Buffer& a : acc_) {
+    a = Buffer(b, dev, (P_ + 2) * sizeof(float));
+    optim::zero(ctx_->compute(), a.as<float>(), P_);
+  }
   momentum_ = Buffer(b, dev, P_ * sizeof(float));
-  optim::zero(ctx_->compute(), acc_.as<float>(), P_);
   {
     std::vector<float> z(P_, 0.0f);
     copy_async(ctx_->compute(), momentum_.data(), z.data(), P_ * sizeof(float));
@@ -45,6 +47,7 @@ Worker::Worker(int index, const Device& device, ClockKind clock, const std::stri
     s.done = ctx_->event();
   }
   update_done = ctx_->event();
+  for (Event& e : update_done_of) e = ctx_->event();
   host_counts_ = ctx_->backend() == Backend::Host;
 }
 

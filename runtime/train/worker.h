@@ -38,7 +38,11 @@ class Worker {
   nets::Model& model() { return *model_; }
   size_t P() const { return P_; }
   float* params() { return model_->params(); }
-  float* accumulator() { return acc_.as<float>(); }
+  // Two accumulators, used by alternate steps (step & 1): the ring's sum of step t
+  // reads its own, so it need not wait for a worker's update of step t-1, which on
+  // a worker still running a cancelled mini-batch comes late (METHOD.md's window,
+  // real_driver.cpp). accumulator() is step 0's (AD-PSGD, benches).
+  float* accumulator(int64_t step = 0) { return acc_[step & 1].as<float>(); }
   float* momentum() { return momentum_.as<float>(); }
   int slots() const { return static_cast<int>(slots_.size()); }
   Slot& slot(int k) { return slots_[k]; }
@@ -64,6 +68,10 @@ class Worker {
   void upload_bn(const std::vector<float>& b);
 
   Event update_done;  // recorded after the step's update; the next step waits on it
+  // Recorded after the update of a step of this parity: accumulator(t) is zero, and
+  // nothing reads it, once the update of step t-2 is done.
+  Event update_done_of[2];
+  const Event& accumulator_free(int64_t step) const { return update_done_of[step & 1]; }
 
   // Host backend: mini-batches whose staging, and whose forward/backward, actually
   // ran (a cancelled one skipped before it began counts in neither). -1 on CUDA,
@@ -77,7 +85,7 @@ class Worker {
   std::unique_ptr<nets::Model> model_;
   size_t P_ = 0;
   int max_mb_ = 0;
-  Buffer acc_, momentum_;
+  Buffer acc_[2], momentum_;
   std::vector<Slot> slots_;
   Slot eval_;  // evaluate()'s own staging buffers (x, y, pinned_x, pinned_y), made on first use
   bool host_counts_ = false;
