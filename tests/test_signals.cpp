@@ -256,5 +256,53 @@ TEST(BadInputSignal, CompareStopsTheWholeComparison) {
   fs::remove_all(dir);
 }
 
+// The virtual clock runs a step's computation after its window is decided: a
+// signal during it abandons the step (its queued mini-batches skipped, the epoch
+// queue, the accumulators and the BatchNorm statistics put back), so the run stops
+// without waiting for the step, and its checkpoint, at the step before, continues
+// exactly as the uninterrupted run. Steps here take seconds (a large batch); the
+// signal follows the first step's line in metrics.jsonl by milliseconds.
+TEST(BadInputSignal, DuringAVirtualStepTheStepIsAbandonedAndTheRunContinuesExactly) {
+  const std::string work = make_temp_dir("sig-vstep");
+  // A small net with BatchNorm, so that the statistics the abandoned step's forward
+  // passes moved must be put back for the continuation to be exact.
+  std::ofstream(work + "/bn.toml") << "name = \"bn-net\"\ninput = [1, 28, 28]\nclasses = 10\n"
+                                      "[[layer]]\ntype = \"conv2d\"\nname = \"conv1\"\nin_channels = 1\n"
+                                      "out_channels = 8\nkernel = 5\npadding = 2\nbias = false\n"
+                                      "[[layer]]\ntype = \"batchnorm2d\"\nname = \"bn1\"\n"
+                                      "[[layer]]\ntype = \"relu\"\n[[layer]]\ntype = \"maxpool2d\"\nkernel = 4\n"
+                                      "[[layer]]\ntype = \"flatten\"\n"
+                                      "[[layer]]\ntype = \"linear\"\nname = \"fc\"\nin_features = 392\n"
+                                      "out_features = 10\n";
+  const std::string args = "train --net " + work + "/bn.toml --host-workers 2 --train-limit 16384 --test-limit 64 "
+                           "--batch 4096 --split 8 --seed 5 --quiet";
+  const std::string dir = work + "/out", log = work + "/log";
+  const pid_t pid = spawn_nbsgd(args + " --steps 1000 --out " + dir, log);
+  ASSERT_TRUE(wait_until(pid, [&] { return !read_metrics(dir).empty(); })) << read_text(log);
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  ASSERT_EQ(wait_for_exit(pid, kHang_s), 128 + SIGTERM) << read_text(log);
+  const auto s = read_json(dir + "/summary.json");
+  EXPECT_EQ(s["interrupted"], true);
+  const int k = s["steps"];
+  ASSERT_GE(k, 1);
+  EXPECT_EQ(s["abandoned_step"], k) << "the signal came during step " << k << "'s computation";
+  ASSERT_EQ(read_metrics(dir).size(), size_t(k));
+  EXPECT_EQ(checkpoint_step(dir + "/checkpoint.safetensors"), k);
+  // Continued to k + 1 steps, it is the uninterrupted run, bit for bit.
+  const std::string steps = " --steps " + std::to_string(k + 1);
+  const CommandResult r = run_nbsgd(args + steps + " --out " + dir + " --resume " + dir + "/checkpoint.safetensors");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const CommandResult u = run_nbsgd(args + steps + " --out " + work + "/whole");
+  ASSERT_EQ(u.exit_code, 0) << u.output;
+  const auto a = read_metrics(dir), b = read_metrics(work + "/whole");
+  ASSERT_EQ(a.size(), size_t(k + 1));
+  ASSERT_EQ(b.size(), size_t(k + 1));
+  for (int i = 0; i < k + 1; ++i) EXPECT_EQ(a[i]["loss"].get<double>(), b[i]["loss"].get<double>()) << "step " << i;
+  // The test loss reads the BatchNorm running statistics (training losses do not).
+  EXPECT_EQ(read_json(dir + "/summary.json")["test_loss"].get<double>(),
+            read_json(work + "/whole/summary.json")["test_loss"].get<double>());
+  fs::remove_all(work);
+}
+
 }  // namespace
 }  // namespace nbsgd::test

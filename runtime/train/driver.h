@@ -77,6 +77,16 @@ class WindowDriver {
   virtual int64_t skipped() const { return 0; }
   // Injected stalls or delays still held when the run ended, cut short by stop().
   virtual int abandoned_holds() const { return 0; }
+  // A signal arrived while step `step`'s work, enqueued by step(), was still
+  // running, before its exchange: the driver cancels what has not begun, waits for
+  // what runs, and puts back what the step changed (the epoch queue, the workers'
+  // accumulators and BatchNorm statistics), so that the run's state is the end of
+  // step-1 again. Returns false where it cannot (the real clock's windows are
+  // decided on the host as they go: there a signal closes the window instead).
+  virtual bool abandon_step(int64_t step) {
+    (void)step;
+    return false;
+  }
   // Ends the run: queued work that has not started is cancelled, and nothing
   // waits for a stalled worker longer than its running mini-batch.
   virtual void stop() {}

@@ -1,6 +1,7 @@
 // The trainer: set-up, the run loop, read-back, evaluation and the summary.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -77,13 +78,33 @@ bool Engine::Impl::stop_now(const std::atomic<bool>* stop, RunSummary& sum) cons
 }
 
 // ------------------------------------------------------------------ one step
-void Engine::Impl::issue_step() {
+bool Engine::Impl::issue_step(const std::atomic<bool>* stop) {
   Pending p;
   p.step = step;
   p.slot = static_cast<int>(step % kSlots);
   p.lr = s->schedule.lr_at(step);
   if (trace) driver->trace_spans(trace->range().contains(step));
   driver->step(step, p.window);
+  // The virtual clock: the step's computation (every counted mini-batch) is
+  // enqueued; a signal before it ends abandons the step rather than waiting for it.
+  if (s->virtual_clock && stop) {
+    std::vector<Event> computed;
+    for (auto& w : s->workers) {
+      computed.push_back(w->ctx().event());
+      w->ctx().compute().record(computed.back());
+    }
+    auto all_done = [&] {
+      return std::all_of(computed.begin(), computed.end(), [](const Event& e) { return e.query(); });
+    };
+    // Polled, backing off from 20 us to 2 ms: a short step costs a few wake-ups.
+    for (auto nap = std::chrono::microseconds(20); !all_done() && !stop->load();
+         nap = std::min(nap * 2, std::chrono::microseconds(2000)))
+      std::this_thread::sleep_for(nap);
+    if (stop->load() && driver->abandon_step(step)) {
+      counters.abandoned_step = step;
+      return false;
+    }
+  }
   float* rb = readback.as<float>() + p.slot * exchange->readback_floats();
   exchange->enqueue(step, p.lr, p.window.ready, p.window.running, rb);
   const bool on_update = exchange->updates_on_update_stream();
@@ -102,6 +123,7 @@ void Engine::Impl::issue_step() {
       w->ctx().update().synchronize();
     }
   pending.push_back(std::move(p));
+  return true;
 }
 
 // The real clock's time at which the slot's step had finished on every worker.
@@ -228,7 +250,7 @@ RunSummary Engine::Impl::run(const std::function<void(const StepRecord&)>& on_st
   const TrainConfig& c = s->cfg;
   auto due = [&](int64_t every) { return every > 0 && step % every == 0; };
   while (!stop_now(stop, sum)) {
-    issue_step();
+    if (!issue_step(stop)) continue;  // abandoned: stop_now sees the signal
     if (!drain(false, on_step, stop)) continue;
     const bool check = due(c.check_replicas_every) || due(c.eval_every) || (due(c.checkpoint_every) && !c.out_dir.empty());
     if (check) {
@@ -266,6 +288,7 @@ void Engine::Impl::finish(RunSummary& sum, double wall0, const std::atomic<bool>
   sum.skipped_steps = counters.skipped_steps;
   sum.wasted_minibatches = driver && driver->wasted() >= 0 ? driver->wasted() : counters.wasted_minibatches;
   sum.skipped_minibatches = driver ? driver->skipped() : 0;
+  sum.abandoned_step = counters.abandoned_step;
   sum.abandoned_holds = driver ? driver->abandoned_holds() : 0;
   for (auto& w : s->workers)
     if (w->computed_runs() >= 0) sum.computed_minibatches = std::max<int64_t>(sum.computed_minibatches, 0) + w->computed_runs();

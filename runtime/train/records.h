@@ -34,6 +34,10 @@ struct RunSummary {
   int64_t partial_epoch_samples = 0;
   int64_t skipped_steps = 0;
   bool interrupted = false;
+  // A signal during a virtual-clock step's computation: that step was undone (its
+  // work cancelled, the epoch queue and BatchNorm statistics put back), so the run
+  // and its checkpoint end at the step before. The step's index, or -1.
+  int64_t abandoned_step = -1;
   int64_t wasted_minibatches = 0;   // ran, or were running, when their window closed
   int64_t skipped_minibatches = 0;  // cancelled before they began: no work was done
   int64_t computed_minibatches = -1;  // forward/backward passes that ran (host backend; -1: not counted)

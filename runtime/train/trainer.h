@@ -69,7 +69,9 @@ struct Engine::Impl {
   // on_step, and the periodic checks; false ends the run.
   bool after_step(StepRecord& rec, const std::function<void(const StepRecord&)>& on_step);
   void periodic(const std::atomic<bool>* stop = nullptr);
-  void issue_step();
+  // False: a signal arrived during a virtual-clock step's computation, and the
+  // step was abandoned (WindowDriver::abandon_step); nothing of it was enqueued.
+  bool issue_step(const std::atomic<bool>* stop = nullptr);
   // Hands finished steps to after_step; `all` waits for every pending one. With a
   // `stop` flag, a wait gives up when it is set (false: pending steps are left).
   bool drain(bool all, const std::function<void(const StepRecord&)>& on_step,

@@ -5,6 +5,7 @@
 // noticed them, as the real driver's completion notices give them back.
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <map>
 
 #include "nets/optim/commit.h"
@@ -24,11 +25,22 @@ namespace {
 
 // The forward/backward and commit of one counted mini-batch of worker w; its
 // slot's done event is then the accumulator's last writer.
-const Event* run_counted(Setup& s, int w, int64_t step, const std::vector<int32_t>& indices, int& used) {
+// With a stop flag to watch, the mini-batch is one cancellable unit per stream: a
+// signal skips what has not begun (VirtualDriver::abandon_step undoes the rest).
+const Event* run_counted(Setup& s, int w, int64_t step, const std::vector<int32_t>& indices, int& used,
+                         const std::atomic<bool>* stop) {
   Worker& wk = *s.workers[static_cast<size_t>(w)];
   const int k = used++ % wk.slots();
+  if (stop) {
+    wk.ctx().copy().begin_cancellable([stop] { return stop->load(); });
+    wk.ctx().compute().begin_cancellable([stop] { return stop->load(); });
+  }
   wk.stage_and_compute(k, s.data.train, indices);
   optim::commit(wk.ctx().compute(), wk.slot(k).scratch.as<float>(), wk.accumulator(step), s.P);
+  if (stop) {
+    wk.ctx().compute().end_cancellable();
+    wk.ctx().copy().end_cancellable();
+  }
   wk.ctx().compute().record(wk.slot(k).done);
   return &wk.slot(k).done;
 }
@@ -48,6 +60,14 @@ class VirtualDriver final : public WindowDriver {
   VirtualDriver(Setup& s, Exchange& x) : s_(s), x_(x) { make_timeline(); }
 
   void step(int64_t step, StepWindow& out) override {
+    if (compute_ && stop_) {
+      // What abandon_step puts back (host copies: the virtual clock runs on host
+      // workers, and the previous step has been synchronised).
+      undo_.queue = s_.queue->save_state();
+      undo_.skipped = skipped_;
+      undo_.bn.clear();
+      for (auto& w : s_.workers) undo_.bn.push_back(w->download_bn());
+    }
     TimelineStep o = timeline_->finish_step(step);
     const int N = s_.n();
     out.ready = update_events(s_, step);
@@ -67,7 +87,7 @@ class VirtualDriver final : public WindowDriver {
         auto it = handed_.find(mb.handle);
         NBSGD_CHECK(it != handed_.end(), "virtual driver: counted mini-batch without its samples");
         out.epoch = out.epoch < 0 ? it->second.epoch : std::min(out.epoch, it->second.epoch);
-        if (compute_) out.ready[i] = run_counted(s_, i, step, it->second.indices, used);
+        if (compute_) out.ready[i] = run_counted(s_, i, step, it->second.indices, used, stop_);
         s_.queue->commit(it->second);
         handed_.erase(it);
       }
@@ -85,6 +105,23 @@ class VirtualDriver final : public WindowDriver {
   }
   double now() const override { return timeline_->now(); }
   int64_t skipped() const override { return skipped_; }
+
+  bool abandon_step(int64_t step) override {
+    if (!compute_ || !stop_) return false;
+    for (auto& w : s_.workers) {
+      w->ctx().copy().synchronize();
+      w->ctx().compute().synchronize();
+    }
+    for (size_t i = 0; i < s_.workers.size(); ++i) {
+      Worker& w = *s_.workers[i];
+      optim::zero(w.ctx().compute(), w.accumulator(step), s_.P);
+      w.ctx().compute().synchronize();
+      w.upload_bn(undo_.bn[i]);
+    }
+    *s_.queue = data::EpochQueue::restore(undo_.queue);
+    skipped_ = undo_.skipped;
+    return true;
+  }
 
   // The timeline's state between two steps holds work of later steps already handed
   // out (and, for gossip, workers well into later steps), but it never depends on
@@ -115,6 +152,13 @@ class VirtualDriver final : public WindowDriver {
   }
 
  private:
+  // What a step changes before its exchange, kept at its start for abandon_step.
+  struct Undo {
+    std::string queue;
+    int64_t skipped = 0;
+    std::vector<std::vector<float>> bn;
+  } undo_;
+
   static void add_spans(int w, const TimelineWorkerStep& r, std::vector<TraceSpan>& spans) {
     using K = TraceSpan::Kind;
     auto span = [&](K kind, double a, double b, int size = 0, TraceSpan::Fate f = TraceSpan::Fate::Counted) {

@@ -70,6 +70,7 @@ nlohmann::json summary_json(const engine::RunSummary& s) {
           {"computed_minibatches", s.computed_minibatches >= 0 ? nlohmann::json(s.computed_minibatches) : nlohmann::json()},
           {"abandoned_holds", s.abandoned_holds},
           {"interrupted", s.interrupted},
+          {"abandoned_step", s.abandoned_step >= 0 ? nlohmann::json(s.abandoned_step) : nlohmann::json()},
           {"clock", s.clock},
           {"evaluated", s.evaluated},
           {"final_train_loss_over_steps", engine::LossTracker::kWindow}};

@@ -144,6 +144,9 @@ std::string summary_text(const engine::TrainConfig& cfg, const engine::RunSummar
     row("trace", fmt::format("{} ({} events, {:.1f} KiB, steps {}; open in ui.perfetto.dev or chrome://tracing)",
                              s.trace_path, s.trace_events, double(s.trace_bytes) / 1024.0, s.trace_steps));
   if (s.interrupted) out += "interrupted: checkpoint and summary written\n";
+  if (s.abandoned_step >= 0)
+    out += fmt::format("  step {} was computing when the signal came: abandoned (the checkpoint is at step {})\n",
+                       s.abandoned_step, s.abandoned_step);
   return out;
 }
 
