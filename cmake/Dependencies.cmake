@@ -36,7 +36,7 @@ target_link_libraries(nbsgd_host_deps INTERFACE
   Threads::Threads OpenMP::OpenMP_CXX nbsgd_openblas DNNL::dnnl Eigen3::Eigen ZLIB::ZLIB
   nlohmann_json::nlohmann_json tomlplusplus::tomlplusplus fmt::fmt spdlog::spdlog)
 if(NBSGD_HAVE_MPI)
-  target_link_libraries(nbsgd_host_deps INTERFACE MPI::MPI_CXX)
+  target_link_libraries(nbsgd_host_deps INTERFACE $<LINK_ONLY:MPI::MPI_CXX>)
 endif()
 add_library(nbsgd::host_deps ALIAS nbsgd_host_deps)
 

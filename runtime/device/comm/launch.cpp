@@ -16,6 +16,8 @@
 #include "runtime/device/check.h"
 
 #if NBSGD_HAVE_MPI
+#define OMPI_SKIP_MPICXX 1  // the C API only: no C++ bindings (deprecated, and -Wcast-function-type)
+#define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 #endif
 
