@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -115,6 +116,15 @@ void expect_same_run(const std::string& mpi_dir, const std::string& one_dir) {
   const std::string a = slurp(mpi_dir + "/metrics.jsonl"), b = slurp(one_dir + "/metrics.jsonl");
   ASSERT_FALSE(b.empty());
   EXPECT_EQ(a, b) << "metrics.jsonl differ";
+  // The summary, but for its wall-clock time: each rank computed only its own
+  // workers' mini-batches, and together exactly the ones one process computes.
+  nlohmann::json sa = nlohmann::json::parse(slurp(mpi_dir + "/summary.json"));
+  nlohmann::json sb = nlohmann::json::parse(slurp(one_dir + "/summary.json"));
+  ASSERT_TRUE(sb.contains("computed_minibatches"));
+  EXPECT_GT(sb["computed_minibatches"].get<int64_t>(), 0);
+  sa.erase("wall_s");
+  sb.erase("wall_s");
+  EXPECT_EQ(sa.dump(), sb.dump());
   const LoadedTensors ta = load_safetensors(mpi_dir + "/checkpoint.safetensors");
   const LoadedTensors tb = load_safetensors(one_dir + "/checkpoint.safetensors");
   ASSERT_EQ(ta.tensors.size(), tb.tensors.size());
@@ -174,6 +184,27 @@ TEST(Mpi, GossipOnFourRanksEqualsOneProcess) {
   SKIP_WITHOUT_MPI();
   compare(4, 1, "--exchange dpsgd --window sync --momentum 0 --lr-scaling none --slowdown 1,1,2,4", "dpsgd");
   compare(4, 1, "--exchange matcha --topology complete --window fastest --slowdown 1,1,2,4", "matcha");
+}
+
+// Gossip with the neighbourhood window, its trace, and a resumed run: a run of 3
+// steps, then --resume to 6, on 2 ranks of 2 workers and in one process.
+TEST(Mpi, ResumedNeighbourWindowRunAndItsTraceEqualOneProcess) {
+  SKIP_WITHOUT_MPI();
+  const std::string flags = base() + " --clock virtual --exchange dpsgd --window fastest --window-scope neighbors "
+                                     "--slowdown 1,1,2,4";
+  const std::string one = make_temp_dir("mpi-res-one"), many = make_temp_dir("mpi-res-many");
+  for (int part = 0; part < 2; ++part) {
+    const std::string steps = part == 0 ? " --steps 3" : " --steps 6";
+    auto res = [&](const std::string& d) { return part == 0 ? std::string() : " --resume " + d + "/checkpoint.safetensors"; };
+    Shell a = sh(nbsgd_binary() + " " + flags + steps + " --host-workers 4 --out " + one + " --trace " + one +
+                 "/trace.json" + res(one));
+    ASSERT_EQ(a.code, 0) << a.out;
+    Shell b = sh(mpirun(2) + nbsgd_binary() + " " + flags + steps + " --host-workers 2 --out " + many + " --trace " +
+                 many + "/trace.json" + res(many));
+    ASSERT_EQ(b.code, 0) << b.out;
+  }
+  expect_same_run(many, one);
+  EXPECT_EQ(slurp(many + "/trace.json"), slurp(one + "/trace.json"));
 }
 
 // A rank killed mid-run: the job ends non-zero, the rank is named, and the last
