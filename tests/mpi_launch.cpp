@@ -101,7 +101,7 @@ const std::string& data_dir() {
 
 // Without --steps and --clock, which the cases choose.
 std::string base(bool quiet = true) {
-  return "train --net mlp --data npy:" + data_dir() + " --batch 32 --split 4 --seed 3" + (quiet ? " --quiet" : "");
+  return "train --net mlp --data npy:" + data_dir() + " --batch 32 --split 4" + (quiet ? " --quiet" : "");
 }
 std::string common() { return base() + " --steps 6 --clock virtual"; }
 
@@ -242,6 +242,11 @@ TEST(Mpi, RefusesWhatDoesNotRunAcrossProcesses) {
   EXPECT_NE(real.code, 0);
   EXPECT_NE(real.out.find("error: --clock real: under mpirun (2 ranks) only the virtual clock"), std::string::npos)
       << real.out;
+  // Ranks started with different flags (here --seed) would sum different runs.
+  Shell seeds = sh(mpirun(2) + "sh -c 'exec " + nbsgd_binary() + " " + base() +
+                   " --clock virtual --steps 2 --host-workers 1 --seed $((5 + OMPI_COMM_WORLD_RANK))'");
+  EXPECT_NE(seeds.code, 0);
+  EXPECT_NE(seeds.out.find("runs another run than rank 0"), std::string::npos) << seeds.out;
   Shell cmp = sh(mpirun(2) + nbsgd_binary() + " predict --workers 4");
   EXPECT_NE(cmp.code, 0);
   EXPECT_NE(cmp.out.find("nbsgd predict runs in one process"), std::string::npos) << cmp.out;

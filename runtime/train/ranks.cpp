@@ -38,6 +38,36 @@ Fault fault_from_env() {
   return f;
 }
 
+uint64_t fnv1a(const void* data, size_t bytes, uint64_t h = 1469598103934665603ull) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < bytes; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+// Every rank must run the same run: the same flags (but the per-rank output ones),
+// the same data, the same weights at the first step (a resumed run's included).
+void check_same_run(Setup& s, int64_t step) {
+  TrainConfig c = s.cfg;
+  c.out_dir.clear();
+  c.trace.clear();
+  c.quiet = false;
+  const std::string cfg = config_json(c);
+  uint64_t h = fnv1a(cfg.data(), cfg.size());
+  const int64_t sizes[] = {s.data.train.n, s.data.test.n, static_cast<int64_t>(s.P), step};
+  h = fnv1a(sizes, sizeof sizes, h);
+  h = fnv1a(s.data.train.labels.data(), s.data.train.labels.size() * sizeof(int32_t), h);
+  const std::vector<float> w0 = s.workers[0]->download_params();
+  h = fnv1a(w0.data(), w0.size() * sizeof(float), h);
+  std::vector<uint64_t> all(static_cast<size_t>(s.span.ranks));
+  comm::ranks_allgather(&h, sizeof h, all.data());
+  for (int r = 0; r < s.span.ranks; ++r)
+    if (all[static_cast<size_t>(r)] != all[0])
+      throw InputError(fmt::format("rank {} runs another run than rank 0 (its flags, data or weights at step {} "
+                                   "differ): every rank must run the same command on the same files",
+                                   r, step));
+  s.span.agreed = true;
+}
+
 }  // namespace
 
 void spread_over_ranks(Setup& s, DiscoverOptions& d) {
@@ -78,6 +108,7 @@ void share_accumulators(Setup& s, const std::vector<const Event*>& ready, int64_
     std::raise(fault.signo);
   }
   NBSGD_CHECK(s.devices.backend == Backend::Host, "share_accumulators: host workers only");
+  if (!s.span.agreed) check_same_run(s, step);
   const size_t floats = s.P + 2;
   std::vector<float> mine(static_cast<size_t>(sp.count) * floats);
   for (int k = 0; k < sp.count; ++k) {

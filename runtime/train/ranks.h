@@ -29,6 +29,7 @@ struct RankSpan {
   int first = 0, count = -1;  // this rank's workers [first, first + count); count < 0: all
   bool spans() const { return ranks > 1; }
   bool owns(int w) const { return count < 0 || (w >= first && w < first + count); }
+  bool agreed = false;  // share_accumulators checked that every rank runs the same run
 };
 
 // make_setup under a launch of several ranks, once the devices and the clock are
@@ -38,7 +39,9 @@ void spread_over_ranks(Setup& s, DiscoverOptions& d);
 
 // After step `step`'s counted commits (`ready`: per worker, its accumulator's last
 // writer): every worker's accumulator on every rank. Collective: every rank calls it
-// once per step, in step order. NBSGD_MPI_FAULT=R:S:kill|stop makes rank R kill
+// once per step, in step order. The first call also checks that every rank runs the
+// same run (a fingerprint of the flags, the data and worker 0's weights): ranks
+// that differ would sum accumulators of different runs, so they stop with one line. NBSGD_MPI_FAULT=R:S:kill|stop makes rank R kill
 // (SIGKILL) or stop (SIGSTOP) itself here at step S: the failure tests' hook.
 void share_accumulators(Setup& s, const std::vector<const Event*>& ready, int64_t step);
 
