@@ -57,11 +57,16 @@ std::string skip_reason() {
     if (!why.empty()) GTEST_SKIP() << why;          \
   } while (0)
 
+// Under the sanitizer build, LeakSanitizer reports Open MPI's own allocations (made
+// in plug-ins it unloads at MPI_Finalize, so no suppression can name them): leak
+// checking is off for the processes mpirun starts; the rest of ASan stays on, and
+// every one-process run here and elsewhere is still leak-checked.
 std::string mpirun(int np, const std::string& env = "") {
-  std::string x;
+  std::string x = " -x ASAN_OPTIONS";
   for (const char* v : {"NBSGD_MPI_FAULT", "NBSGD_MPI_TIMEOUT_S"})
     if (env.find(v) != std::string::npos) x += std::string(" -x ") + v;
-  return (env.empty() ? "" : "env " + env) + " mpirun --oversubscribe --allow-run-as-root -np " + std::to_string(np) + x + " ";
+  return "env ASAN_OPTIONS=\"$ASAN_OPTIONS:detect_leaks=0\" " + env +
+         " mpirun --oversubscribe --allow-run-as-root -np " + std::to_string(np) + x + " ";
 }
 
 // A small learnable data set as numpy.save writes it (1x28x28 uint8 images whose
