@@ -152,8 +152,17 @@ RunResult run_training(const engine::TrainConfig& cfg, const RunOutput& o) {
     if (o.progress) progress.step(r);
   };
   engine::RunSummary s = eng.run(on_step, &SignalScope::stop_flag());
-  // Across ranks each rank ran its own workers' mini-batches (runtime/train/ranks.h).
-  if (comm::launch().spans() && s.computed_minibatches >= 0) s.computed_minibatches = comm::ranks_sum(s.computed_minibatches);
+  // Across ranks each rank ran its own workers' mini-batches (runtime/train/ranks.h),
+  // and every rank must end with the same replicas, bit for bit (a hash exchange).
+  if (comm::launch().spans()) {
+    if (s.computed_minibatches >= 0) s.computed_minibatches = comm::ranks_sum(s.computed_minibatches);
+    const std::vector<uint64_t> h = eng.replica_hashes();
+    std::vector<uint64_t> all(h.size() * static_cast<size_t>(comm::launch().size));
+    comm::ranks_allgather(h.data(), h.size() * sizeof(uint64_t), all.data());
+    for (size_t k = h.size(); k < all.size(); ++k)
+      NBSGD_CHECK(all[k] == all[k % h.size()], fmt::format("rank {}'s replica {} differs from rank 0's at the end of "
+                                                           "the run", k / h.size(), k % h.size()));
+  }
   progress.end();
   if (!cfg.out_dir.empty()) {
     eng.save_checkpoint(cfg.out_dir + "/checkpoint.safetensors");
