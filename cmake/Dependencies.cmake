@@ -19,10 +19,25 @@ if(NOT TARGET nbsgd_openblas)
   target_link_libraries(nbsgd_openblas INTERFACE ${OpenBLAS_LIBRARIES})
 endif()
 
+# MPI (Debian's libopenmpi-dev): only the launch across processes uses it.
+set(NBSGD_HAVE_MPI OFF)
+if(NOT NBSGD_MPI STREQUAL "OFF")
+  find_package(MPI COMPONENTS CXX)
+  if(MPI_CXX_FOUND)
+    set(NBSGD_HAVE_MPI ON)
+  elseif(NBSGD_MPI STREQUAL "ON")
+    message(FATAL_ERROR "NBSGD_MPI=ON but no MPI with C++ support was found (install libopenmpi-dev, or use NBSGD_MPI=AUTO/OFF)")
+  endif()
+endif()
+message(STATUS "nbsgd: MPI ${NBSGD_HAVE_MPI} (NBSGD_MPI=${NBSGD_MPI})")
+
 add_library(nbsgd_host_deps INTERFACE)
 target_link_libraries(nbsgd_host_deps INTERFACE
   Threads::Threads OpenMP::OpenMP_CXX nbsgd_openblas DNNL::dnnl Eigen3::Eigen ZLIB::ZLIB
   nlohmann_json::nlohmann_json tomlplusplus::tomlplusplus fmt::fmt spdlog::spdlog)
+if(NBSGD_HAVE_MPI)
+  target_link_libraries(nbsgd_host_deps INTERFACE $<LINK_ONLY:MPI::MPI_CXX>)
+endif()
 add_library(nbsgd::host_deps ALIAS nbsgd_host_deps)
 
 if(NBSGD_HAVE_CUDA)

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/device/check.h"
+#include "runtime/device/comm/launch.h"
 #include "runtime/train/limits.h"
 #include "runtime/train/trace.h"
 #include "runtime/train/window.h"
@@ -114,7 +115,8 @@ void check_numbers(const TrainConfig& c) {
   // The window alone (parse_window names --window); with host workers the count is
   // known here, otherwise the engine calls validate_window once the devices are known.
   const WindowSpec w = parse_window(c.window);
-  if (c.host_workers > 0) validate_window(w, c.host_workers, c.split);
+  // (Under mpirun or srun, --host-workers is per rank: comm/launch.h.)
+  if (c.host_workers > 0) validate_window(w, c.host_workers * comm::launch().size, c.split);
   parse_trace_steps(c.trace_steps);
   if (!c.trace.empty()) {
     // Refused now rather than after the run: the folder the trace goes to.

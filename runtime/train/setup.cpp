@@ -10,6 +10,7 @@
 #include "nets/data/load.h"
 #include "nets/models.h"
 #include "runtime/device/check.h"
+#include "runtime/device/comm/launch.h"
 #include "runtime/train/exchange.h"
 #include "runtime/train/limits.h"
 
@@ -110,6 +111,7 @@ std::unique_ptr<Setup> make_setup(const TrainConfig& c, const std::function<void
   s->devices = discover_devices(d);
   if (!cfg.devices.empty()) s->devices = select_devices(s->devices, cfg.devices);
   s->virtual_clock = choose_clock(cfg, s->devices.backend);
+  if (comm::launch().spans()) spread_over_ranks(*s, d);  // ranks.h: N workers over the launch's ranks
   const int N = static_cast<int>(s->devices.devices.size());
   check_workers(N, cfg.host_workers > 0 ? "--host-workers" : "--devices");
 

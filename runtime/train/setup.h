@@ -16,6 +16,7 @@
 #include "runtime/device/device.h"
 #include "runtime/train/config.h"
 #include "runtime/train/controller.h"
+#include "runtime/train/ranks.h"
 #include "runtime/train/straggler/profile.h"
 #include "runtime/train/worker.h"
 
@@ -34,6 +35,7 @@ struct Setup {
   optim::SgdConfig sgd;
   size_t P = 0;
   double flops = 0;
+  RankSpan span;  // the workers this rank computes (all of them in one process)
   int n() const { return static_cast<int>(workers.size()); }
 };
 

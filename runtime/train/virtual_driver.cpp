@@ -87,7 +87,7 @@ class VirtualDriver final : public WindowDriver {
         auto it = handed_.find(mb.handle);
         NBSGD_CHECK(it != handed_.end(), "virtual driver: counted mini-batch without its samples");
         out.epoch = out.epoch < 0 ? it->second.epoch : std::min(out.epoch, it->second.epoch);
-        if (compute_) out.ready[i] = run_counted(s_, i, step, it->second.indices, used, stop_);
+        if (compute_ && s_.span.owns(i)) out.ready[i] = run_counted(s_, i, step, it->second.indices, used, stop_);
         s_.queue->commit(it->second);
         handed_.erase(it);
       }
@@ -99,6 +99,7 @@ class VirtualDriver final : public WindowDriver {
       out.window_s = std::max(out.window_s, r.close - r.start);
       if (trace_) add_spans(i, r, out.spans);
     }
+    if (compute_) share_accumulators(s_, out.ready, step);  // across ranks (ranks.h); nothing in one process
     if (out.epoch < 0) out.epoch = s_.queue->current_epoch();
     skipped_ += o.skipped();
     out.t_end = o.end();

@@ -81,6 +81,19 @@ void add_predict_command(CLI::App& root, Runner& out) {
       ->default_str("auto");
   sub->add_option("--virtual-link-gbps", c.model.link_gbps, "Duration model: link bandwidth GB/s")
       ->capture_default_str();
+  sub->add_option("--nodes", c.nodes, "Across nodes: the workers spread evenly over K nodes (K divides --workers)")
+      ->capture_default_str();
+  sub->add_option("--node-link-gbps", c.node_link_gbps, "Across nodes: the link between nodes, GB/s")
+      ->capture_default_str();
+  sub->add_option_function<double>(
+         "--node-link-latency-us", [&c](double us) { c.node_link_latency_s = us * 1e-6; },
+         "Across nodes: the link's latency per hop, microseconds")
+      ->default_str("5");
+  sub->add_option_function<double>(
+         "--decision-us", [&c](double us) { c.decision_s = us * 1e-6; },
+         "Across processes: the coordinator's decision latency per step (last counted completion to every rank "
+         "knowing the close), microseconds; bench_ranks measures it")
+      ->default_str("0");
   sub->add_option("--compute-ms", o->compute_ms,
                   "Measured time of one mini-batch before slowdowns, ms: one value, or one per worker")
       ->delimiter(',');

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/device/check.h"
+#include "runtime/device/comm/launch.h"
 #include "runtime/device/file_io.h"
 #include "runtime/apps/cli/commands.h"
 #include "runtime/apps/cli/metrics_log.h"
@@ -136,6 +137,10 @@ RunResult run_training(const engine::TrainConfig& cfg, const RunOutput& o) {
     if (eng.devices().backend == Backend::Host && cfg.host_workers == 0)
       std::fprintf(stderr, "%s\n", fallback_line(eng.devices()).c_str());
     std::fprintf(stderr, "%s", eng.describe().c_str());
+    const comm::Launch& l = comm::launch();
+    if (l.spans())
+      std::fprintf(stderr, "  launch: %d ranks (%s), %d host worker(s) per rank, %d workers in total; rank 0 writes "
+                   "the output\n", l.size, l.launcher.c_str(), eng.workers() / l.size, eng.workers());
   }
   std::optional<MetricsLog> metrics;
   if (!cfg.out_dir.empty()) {
@@ -148,6 +153,17 @@ RunResult run_training(const engine::TrainConfig& cfg, const RunOutput& o) {
     if (o.progress) progress.step(r);
   };
   engine::RunSummary s = eng.run(on_step, &SignalScope::stop_flag());
+  // Across ranks each rank ran its own workers' mini-batches (runtime/train/ranks.h),
+  // and every rank must end with the same replicas, bit for bit (a hash exchange).
+  if (comm::launch().spans()) {
+    if (s.computed_minibatches >= 0) s.computed_minibatches = comm::ranks_sum(s.computed_minibatches);
+    const std::vector<uint64_t> h = eng.replica_hashes();
+    std::vector<uint64_t> all(h.size() * static_cast<size_t>(comm::launch().size));
+    comm::ranks_allgather(h.data(), h.size() * sizeof(uint64_t), all.data());
+    for (size_t k = h.size(); k < all.size(); ++k)
+      NBSGD_CHECK(all[k] == all[k % h.size()], fmt::format("rank {}'s replica {} differs from rank 0's at the end of "
+                                                           "the run", k / h.size(), k % h.size()));
+  }
   progress.end();
   if (!cfg.out_dir.empty()) {
     eng.save_checkpoint(cfg.out_dir + "/checkpoint.safetensors");
@@ -177,7 +193,14 @@ void add_train_command(CLI::App& root, Runner& out) {
                   "Rates file of nbsgd devices --measure: summary.json gains efficiency = samples/s / their sum");
   sub->callback([cfg, &out] {
     out = [cfg] {
-      RunResult r = run_training(*cfg, !cfg->quiet);
+      // Under mpirun or srun rank 0 alone writes --out, the trace and the output.
+      engine::TrainConfig c = *cfg;
+      if (comm::launch().rank != 0) {
+        c.out_dir.clear();
+        c.trace.clear();
+        c.quiet = true;
+      }
+      RunResult r = run_training(c, !c.quiet);
       return r.signal ? 128 + r.signal : 0;
     };
   });

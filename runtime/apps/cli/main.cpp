@@ -6,6 +6,7 @@
 #include <string>
 
 #include "runtime/device/check.h"
+#include "runtime/device/comm/launch.h"
 #include "runtime/apps/cli/commands.h"
 
 int main(int argc, char** argv) {
@@ -43,19 +44,36 @@ int main(int argc, char** argv) {
   // Bad input is an InputError that names the flag, file or field: printed as it is.
   // Anything else is an invariant of nbsgd that failed: a bug, said as such, with
   // where it happened, so the report can go to the project's issue tracker.
+  // Under mpirun or srun (launch.h) every rank runs the same command; an error on
+  // one rank ends every rank (MPI_Abort), so none waits for it. One process: a return.
+  std::string who = "nbsgd: ";
+  auto fail = [&who](int code) {
+    if (nbsgd::comm::launch().spans()) nbsgd::comm::abort_launch(code);
+    return code;
+  };
   try {
-    return run ? run() : 0;
+    const nbsgd::comm::Launch& l = nbsgd::comm::init_launch();
+    if (l.spans()) {
+      who = "nbsgd: rank " + std::to_string(l.rank) + ": ";
+      for (const CLI::App* sub : app.get_subcommands())
+        if (sub->get_name() != "train")
+          throw nbsgd::InputError("nbsgd " + sub->get_name() + " runs in one process; under " + l.launcher +
+                                  " (" + std::to_string(l.size) + " ranks) only nbsgd train runs");
+    }
+    const int rc = run ? run() : 0;
+    nbsgd::comm::finalize_launch();
+    return rc;
   } catch (const nbsgd::InputError& e) {
-    std::fprintf(stderr, "nbsgd: error: %s\n", e.what());
-    return 1;
+    std::fprintf(stderr, "%serror: %s\n", who.c_str(), e.what());
+    return fail(1);
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "nbsgd: error: out of memory (the flags ask for more than this machine has)\n");
-    return 1;
+    std::fprintf(stderr, "%serror: out of memory (the flags ask for more than this machine has)\n", who.c_str());
+    return fail(1);
   } catch (const std::exception& e) {
     std::fprintf(stderr,
-                 "nbsgd: internal error (a bug in nbsgd: please report it, with the command line, to the "
+                 "%sinternal error (a bug in nbsgd: please report it, with the command line, to the "
                  "project's issue tracker): %s\n",
-                 e.what());
-    return 70;  // EX_SOFTWARE
+                 who.c_str(), e.what());
+    return fail(70);  // EX_SOFTWARE
   }
 }

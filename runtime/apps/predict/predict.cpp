@@ -45,6 +45,15 @@ void validate(const PredictConfig& c) {
                                    engine::kMaxDurationMs));
   if (c.after_close_s && (!(*c.after_close_s >= 0) || !(*c.after_close_s <= engine::kMaxDurationS)))
     throw InputError(fmt::format("--overhead-ms: must be a number in [0, {:g}]", engine::kMaxDurationMs));
+  if (c.nodes < 1 || c.nodes > c.workers || c.workers % c.nodes != 0)
+    throw InputError(fmt::format("--nodes {}: expected a divisor of --workers {} (workers spread evenly)", c.nodes,
+                                 c.workers));
+  if (!(c.node_link_gbps >= 1e-6 && c.node_link_gbps <= 1e9))
+    throw InputError(fmt::format("--node-link-gbps {}: expected a number in [1e-6, 1e9]", c.node_link_gbps));
+  if (!(c.node_link_latency_s >= 0 && c.node_link_latency_s <= 1.0))
+    throw InputError(fmt::format("--node-link-latency-us {}: expected a number in [0, 1e6]", c.node_link_latency_s * 1e6));
+  if (!(c.decision_s >= 0 && c.decision_s <= 1.0))
+    throw InputError(fmt::format("--decision-us {}: expected a number in [0, 1e6]", c.decision_s * 1e6));
   const engine::DurationModel& m = c.model;
   if (!(m.gflops >= 1e-3 && m.gflops <= 1e9))
     throw InputError(fmt::format("--virtual-gflops {}: expected a number in [0.001, 1e9]", m.gflops));
@@ -128,6 +137,10 @@ Prediction run_prediction(const PredictConfig& in) {
   tc.flops_per_sample = out.cost.flops_per_sample;
   RingCost ring;
   ring.bytes = (out.cost.params + 2) * sizeof(float);
+  ring.workers_per_node = c.nodes > 1 ? n / c.nodes : 0;
+  ring.node_link_gbps = c.node_link_gbps;
+  ring.node_link_latency_s = c.node_link_latency_s;
+  ring.decision_s = c.decision_s;
   tc.params = out.cost.params;
   straggler::ResolvedProfile sim_profile = profile;
   if (!c.compute_s.empty()) {
@@ -247,6 +260,10 @@ nlohmann::json to_json(const Prediction& p) {
           {"steps", p.cfg.steps},
           {"compute_s", p.compute_s},
           {"after_close_s", p.after_close_s},
+          {"nodes", p.cfg.nodes},
+          {"node_link_gbps", p.cfg.node_link_gbps},
+          {"node_link_latency_s", p.cfg.node_link_latency_s},
+          {"decision_s", p.cfg.decision_s},
           {"rates", p.rates},
           {"ceiling", number(p.ceiling)},
           {"model_rates", model_rates},
@@ -269,6 +286,10 @@ std::string report(const Prediction& p) {
       cmin == cmax ? fmt::format("{:.4g}", cmin * 1e3) : fmt::format("{:.4g}..{:.4g}", cmin * 1e3, cmax * 1e3),
       c.compute_s.empty() ? " (virtual clock model)" : " (given)", p.after_close_s * 1e3, p.ceiling,
       p.model_ceiling);
+  if (c.nodes > 1 || c.decision_s > 0)
+    s += fmt::format("  across processes: {} node(s) of {} workers, node link {:g} GB/s + {:g} us, coordinator decision "
+                     "{:g} us per step (in the exchange above)\n",
+                     c.nodes, c.workers / c.nodes, c.node_link_gbps, c.node_link_latency_s * 1e6, c.decision_s * 1e6);
   s += fmt::format("{:<16}|{:>37} |{:>49}\n", "", "engine simulation", "run-time model");
   s += fmt::format("{:<16}|{:>10} {:>10} {:>10} {:>5} |{:>10} {:>10} {:>10} {:>5} {:>11}\n", "window", "step ms",
                    "samples", "samples/s", "eff", "step ms", "samples", "samples/s", "eff", "method");

@@ -43,6 +43,12 @@ struct PredictConfig {
   // window's close to the next step (exchange + update).
   std::vector<double> compute_s;
   std::optional<double> after_close_s;
+  // Across nodes (issue 15; simulate.h RingCost): the workers spread evenly over
+  // `nodes` nodes joined by a link of node_link_gbps + node_link_latency_s, and a
+  // coordinator whose close reaches every rank decision_s after the window closes.
+  int nodes = 1;
+  double node_link_gbps = 12.5, node_link_latency_s = 5e-6;
+  double decision_s = 0;
 };
 
 struct WindowResult {

@@ -6,6 +6,8 @@
 // size a multiple of the mini-batch, or more samples than the run uses).
 #pragma once
 
+#include <algorithm>
+
 #include <cstdint>
 
 #include "runtime/train/timeline.h"
@@ -27,11 +29,28 @@ struct SimResult {
 
 // The ring all-reduce's cost on the virtual clock: a sum of `bytes` over the
 // simulated workers (DurationModel::allreduce_s), or `override_s` when >= 0.
+// The exchange after a window's close. Across nodes (issue 15): with
+// workers_per_node > 0 and more workers than one node holds, a flat ring's 2(N-1)
+// steps each move a chunk over every link at once, so each step costs the slower
+// link's latency plus the chunk over the slower bandwidth; and with a coordinator
+// (decision_s > 0) every step's close reaches the ranks decision_s after the last
+// counted completion (bench_ranks measures that round trip).
 struct RingCost {
   size_t bytes = 0;
   double override_s = -1;
+  int workers_per_node = 0;  // 0: one node
+  double node_link_gbps = 12.5, node_link_latency_s = 5e-6;
+  double decision_s = 0;
   double seconds(const engine::DurationModel& m, int workers) const {
-    return override_s >= 0 ? override_s : m.allreduce_s(bytes, workers);
+    if (override_s >= 0) return override_s + (workers > 1 ? decision_s : 0.0);
+    double x = m.allreduce_s(bytes, workers);
+    if (workers_per_node > 0 && workers > workers_per_node) {
+      const double hops = 2.0 * (workers - 1);
+      const double lat = std::max(m.link_latency_s, node_link_latency_s);
+      const double gbps = std::min(m.link_gbps, node_link_gbps);
+      x = hops * lat + hops / workers * double(bytes) / (gbps * 1e9);
+    }
+    return x + (workers > 1 ? decision_s : 0.0);
   }
 };
 
