@@ -46,7 +46,8 @@ struct ReluBackwardOp {
   float* dx;
   bool accumulate;
   NBSGD_HD void operator()(size_t i) const {
-    const float g = y[i] > 0.0f ? dy[i] : 0.0f;
+    const float d = dy[i];  // loaded unconditionally: a select, not a branch, on the host
+    const float g = y[i] > 0.0f ? d : 0.0f;
     dx[i] = accumulate ? dx[i] + g : g;
   }
 };
@@ -224,7 +225,24 @@ struct BnBackwardDataOp {
 
 // Max pooling, no padding, floor mode. argmax keeps the input index (within the
 // sample's plane) of each output's maximum for the backward pass; the first
-// maximum wins on ties. i: output element (s*C + c)*OH*OW + oy*OW + ox.
+// maximum wins on ties. xp is the sample's plane; o the output's index.
+NBSGD_HD void maxpool_window(const float* xp, float* y, int32_t* argmax, int64_t o, int w, int k, int stride, int oy,
+                             int ox) {
+  int best = (oy * stride) * w + ox * stride;
+  float bv = xp[best];
+  for (int dy = 0; dy < k; ++dy)
+    for (int dx = 0; dx < k; ++dx) {
+      const int at = (oy * stride + dy) * w + ox * stride + dx;
+      const float v = xp[at];
+      const bool gt = v > bv;  // selects, not a branch the data makes unpredictable
+      bv = gt ? v : bv;
+      best = gt ? at : best;
+    }
+  y[o] = bv;
+  argmax[o] = best;
+}
+
+// i: output element (s*C + c)*OH*OW + oy*OW + ox.
 struct MaxPoolForwardOp {
   const float* x;
   float* y;
@@ -233,20 +251,49 @@ struct MaxPoolForwardOp {
   NBSGD_HD void operator()(size_t i) const {
     const int64_t plane = int64_t(i) / (int64_t(oh) * ow);
     const int r = int(int64_t(i) - plane * oh * ow);
-    const int oy = r / ow, ox = r % ow;
+    maxpool_window(x + plane * h * w, y, argmax, int64_t(i), w, k, stride, r / ow, r % ow);
+  }
+};
+
+// The same outputs a row at a time (the host's order: no division per output).
+// i: output row (s*C + c)*OH + oy.
+struct MaxPoolRowForwardOp {
+  const float* x;
+  float* y;
+  int32_t* argmax;
+  int h, w, oh, ow, k, stride;
+  NBSGD_HD void operator()(size_t i) const {
+    const int64_t plane = int64_t(i) / oh;
+    const int oy = int(int64_t(i) - plane * oh);
     const float* xp = x + plane * h * w;
-    int best = (oy * stride) * w + ox * stride;
-    float bv = xp[best];
-    for (int dy = 0; dy < k; ++dy)
-      for (int dx = 0; dx < k; ++dx) {
-        const int at = (oy * stride + dy) * w + ox * stride + dx;
-        if (xp[at] > bv) {
-          bv = xp[at];
-          best = at;
-        }
-      }
-    y[i] = bv;
-    argmax[i] = best;
+    for (int ox = 0; ox < ow; ++ox) maxpool_window(xp, y, argmax, int64_t(i) * ow + ox, w, k, stride, oy, ox);
+  }
+};
+
+// Backward for windows that do not overlap (k <= stride), the host's order: output
+// row oy owns input rows [oy*stride, oy*stride + stride) (the last one also the
+// rows below, which no window covers), clears them unless accumulating, and adds
+// each output's dy at its argmax, which lies in those rows. Every input element
+// gets at most one dy, so the sums are those of MaxPoolBackwardOp.
+// i: output row (s*C + c)*OH + oy.
+struct MaxPoolScatterBackwardOp {
+  const float* dy;
+  const int32_t* argmax;
+  float* dx;
+  int h, w, oh, ow, stride;
+  bool accumulate;
+  NBSGD_HD void operator()(size_t i) const {
+    const int64_t plane = int64_t(i) / oh;
+    const int oy = int(int64_t(i) - plane * oh);
+    float* xp = dx + plane * h * w;
+    if (!accumulate) {
+      const int r0 = oy * stride, r1 = oy == oh - 1 ? h : r0 + stride;
+      for (int q = r0 * w; q < r1 * w; ++q) xp[q] = 0.0f;
+    }
+    for (int ox = 0; ox < ow; ++ox) {
+      const int64_t o = int64_t(i) * ow + ox;
+      xp[argmax[o]] += dy[o];
+    }
   }
 };
 

@@ -198,6 +198,8 @@ TEST_P(LayersTest, ElementwiseLayersMatchTwin) {
   check_layer({LayerKind::ReLU, "", {-1}}, {{3, 5, 7}}, 3, 11);
   check_layer({LayerKind::MaxPool2d, "", {-1}, 0, 2, 2}, {{2, 6, 7}}, 3, 12);  // odd width: floor mode
   check_layer({LayerKind::MaxPool2d, "", {-1}, 0, 3, 2}, {{2, 7, 7}}, 2, 13);  // overlapping windows
+  check_layer({LayerKind::MaxPool2d, "", {-1}, 0, 2, 2}, {{3, 7, 6}}, 2, 21);  // odd height: a row no window covers
+  check_layer({LayerKind::MaxPool2d, "", {-1}, 0, 2, 3}, {{2, 8, 8}}, 2, 22);  // gaps between windows
   check_layer({LayerKind::GlobalAvgPool, "", {-1}}, {{4, 3, 5}}, 3, 14);
   check_layer({LayerKind::Flatten, "", {-1}}, {{2, 3, 3}}, 2, 15);
   check_layer({LayerKind::Add, "", {-1, -1}}, {{3, 4, 4}, {3, 4, 4}}, 2, 16);
