@@ -95,6 +95,21 @@ class Layout {
   dnnl::reorder to_prim_, to_user_, add_to_user_;
 };
 
+// Scratch memory of the convolutions that run on this thread (a host stream's
+// worker). Their calls run one at a time and keep nothing in it from one call to
+// the next, so all the convolutions a thread runs share one set, as large as the
+// largest needs: per layer, the blocked copies would take several activations'
+// worth for each convolution of each worker. src holds the converted x (forward,
+// backward weights), dst y or dy, dst2 dy for backward data when it wants another
+// layout than backward weights.
+struct ThreadWorkspaces {
+  Workspace scratch, src, dst, dst2, dsrc, wei, dwei;
+};
+ThreadWorkspaces& thread_workspaces() {
+  thread_local ThreadWorkspaces w;
+  return w;
+}
+
 class OneDnnConv final : public ConvImpl {
  public:
   OneDnnConv(DeviceContext& ctx, const ConvGeometry& g, int)
@@ -103,11 +118,12 @@ class OneDnnConv final : public ConvImpl {
   void forward(int n, const float* x, const float* w, const float* b, float* y) override {
     ctx_.compute().host_task([=, this] {
       Prims& p = prims(n);
-      memory dst = p.f_dst.output(y, ws_dst_, false);
-      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.f_src.input(strm_, x, ws_src_)},
-                                           {DNNL_ARG_WEIGHTS, p.f_wei.input(strm_, w, ws_wei_)},
+      ThreadWorkspaces& ws = thread_workspaces();
+      memory dst = p.f_dst.output(y, ws.dst, false);
+      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.f_src.input(strm_, x, ws.src)},
+                                           {DNNL_ARG_WEIGHTS, p.f_wei.input(strm_, w, ws.wei)},
                                            {DNNL_ARG_DST, dst},
-                                           {DNNL_ARG_SCRATCHPAD, scratch(p.fwd_scratch)}};
+                                           {DNNL_ARG_SCRATCHPAD, scratch(ws, p.fwd_scratch)}};
       if (g_.bias) args.emplace(DNNL_ARG_BIAS, memory(p.bias, eng_, const_cast<float*>(b)));
       p.fwd.execute(strm_, args);
       p.f_dst.finish(strm_, dst, y, false);
@@ -118,7 +134,8 @@ class OneDnnConv final : public ConvImpl {
   void backward_data(int n, const float* dy, const float* w, float* dx, bool accumulate) override {
     ctx_.compute().host_task([=, this] {
       Prims& p = prims(n);
-      run_backward_data(p, p.d_ddst.input(strm_, dy, ws_dst_), w, dx, accumulate);
+      ThreadWorkspaces& ws = thread_workspaces();
+      run_backward_data(p, ws, p.d_ddst.input(strm_, dy, ws.dst), w, dx, accumulate);
       strm_.wait();
     });
   }
@@ -126,7 +143,8 @@ class OneDnnConv final : public ConvImpl {
   void backward_weights(int n, const float* x, const float* dy, float* dw, float* db) override {
     ctx_.compute().host_task([=, this] {
       Prims& p = prims(n);
-      run_backward_weights(p, x, p.w_ddst.input(strm_, dy, ws_dst_), dw, db);
+      ThreadWorkspaces& ws = thread_workspaces();
+      run_backward_weights(p, ws, x, p.w_ddst.input(strm_, dy, ws.dst), dw, db);
       strm_.wait();
     });
   }
@@ -136,11 +154,12 @@ class OneDnnConv final : public ConvImpl {
                 bool accumulate) override {
     ctx_.compute().host_task([=, this] {
       Prims& p = prims(n);
-      const memory ddst = p.w_ddst.input(strm_, dy, ws_dst_);
-      run_backward_weights(p, x, ddst, dw, db);
+      ThreadWorkspaces& ws = thread_workspaces();
+      const memory ddst = p.w_ddst.input(strm_, dy, ws.dst);
+      run_backward_weights(p, ws, x, ddst, dw, db);
       if (dx) {
         const bool shared = p.d_ddst.prim() == p.w_ddst.prim();
-        run_backward_data(p, shared ? ddst : p.d_ddst.input(strm_, dy, ws_dst2_), w, dx, accumulate);
+        run_backward_data(p, ws, shared ? ddst : p.d_ddst.input(strm_, dy, ws.dst2), w, dx, accumulate);
       }
       strm_.wait();
     });
@@ -157,27 +176,29 @@ class OneDnnConv final : public ConvImpl {
     dnnl::convolution_backward_weights bwd_weights;
   };
 
-  void run_backward_data(Prims& p, const memory& ddst, const float* w, float* dx, bool accumulate) {
-    memory dsrc = p.d_dsrc.output(dx, ws_dsrc_, accumulate);
+  void run_backward_data(Prims& p, ThreadWorkspaces& ws, const memory& ddst, const float* w, float* dx,
+                         bool accumulate) {
+    memory dsrc = p.d_dsrc.output(dx, ws.dsrc, accumulate);
     p.bwd_data.execute(strm_, {{DNNL_ARG_DIFF_DST, ddst},
-                               {DNNL_ARG_WEIGHTS, p.d_wei.input(strm_, w, ws_wei_)},
+                               {DNNL_ARG_WEIGHTS, p.d_wei.input(strm_, w, ws.wei)},
                                {DNNL_ARG_DIFF_SRC, dsrc},
-                               {DNNL_ARG_SCRATCHPAD, scratch(p.bd_scratch)}});
+                               {DNNL_ARG_SCRATCHPAD, scratch(ws, p.bd_scratch)}});
     p.d_dsrc.finish(strm_, dsrc, dx, accumulate);
   }
 
-  void run_backward_weights(Prims& p, const float* x, const memory& ddst, float* dw, float* db) {
-    memory dwei = p.w_dwei.output(dw, ws_dwei_, false);
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.w_src.input(strm_, x, ws_src_)},
+  void run_backward_weights(Prims& p, ThreadWorkspaces& ws, const float* x, const memory& ddst, float* dw,
+                            float* db) {
+    memory dwei = p.w_dwei.output(dw, ws.dwei, false);
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.w_src.input(strm_, x, ws.src)},
                                          {DNNL_ARG_DIFF_DST, ddst},
                                          {DNNL_ARG_DIFF_WEIGHTS, dwei},
-                                         {DNNL_ARG_SCRATCHPAD, scratch(p.bw_scratch)}};
+                                         {DNNL_ARG_SCRATCHPAD, scratch(ws, p.bw_scratch)}};
     if (g_.bias) args.emplace(DNNL_ARG_DIFF_BIAS, memory(p.bias, eng_, db));
     p.bwd_weights.execute(strm_, args);
     p.w_dwei.finish(strm_, dwei, dw, false);
   }
 
-  memory scratch(const memory::desc& d) { return memory(d, eng_, scratch_.get(d.get_size())); }
+  memory scratch(ThreadWorkspaces& ws, const memory::desc& d) { return memory(d, eng_, ws.scratch.get(d.get_size())); }
 
   // Only ever called on the stream's thread, so the cache needs no lock.
   Prims& prims(int n) {
@@ -230,10 +251,6 @@ class OneDnnConv final : public ConvImpl {
   ConvGeometry g_;
   dnnl::engine eng_;
   dnnl::stream strm_;
-  // Shared by the primitives of all batch sizes: they run one at a time. ws_src_
-  // holds the converted x (forward, backward weights), ws_dst_ y or dy, ws_dst2_ dy
-  // for backward data when it wants another layout than backward weights.
-  Workspace scratch_, ws_src_, ws_dst_, ws_dst2_, ws_dsrc_, ws_wei_, ws_dwei_;
   std::map<int, std::unique_ptr<Prims>> cache_;
 };
 
