@@ -10,7 +10,7 @@ cd "$(git rev-parse --show-toplevel)"
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(idx safetensors profile topology)
+[ ${#targets[@]} -eq 0 ] && targets=(idx safetensors profile topology npy)
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz -j "$(nproc)"
 for t in "${targets[@]}"; do

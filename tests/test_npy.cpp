@@ -132,6 +132,14 @@ TEST(Npy, HeaderParsesAllVersionsAndRejectsBadOnes) {
   bad[6] = 9;
   EXPECT_NE(err(bad).find("unsupported .npy format version 9"), std::string::npos);
   EXPECT_NE(err("").find("wrong magic"), std::string::npos);
+  // Sizes whose product overflows, also where each dimension's low 32 bits are 0
+  // (found with the fuzz target: 2^32 x 2^32 once passed as a size of 0).
+  EXPECT_NE(err(npy_bytes("<f4", {int64_t(1) << 32, int64_t(1) << 32}, v.data(), 0)).find("a.npy: shape too large"),
+            std::string::npos);
+  EXPECT_NE(err(npy_bytes("|u1", {int64_t(1) << 40, int64_t(1) << 40}, v.data(), 0)).find("shape too large"),
+            std::string::npos);
+  EXPECT_NE(err(npy_bytes("<f8", {int64_t(1) << 30, int64_t(1) << 30}, v.data(), 0)).find("shape too large"),
+            std::string::npos);
 }
 
 // Seeded random damage to a valid file: the parser either parses or throws

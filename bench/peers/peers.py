@@ -51,10 +51,10 @@ def torch_run(what, **flags):
     return run_json(cmd)
 
 
-def nbsgd_run(a, *flags):
+def nbsgd_run(a, *flags, binary=None):
     """One `nbsgd train` on the real clock: summary.json plus the per-step records."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [a.nbsgd, "train", "--clock", "real", "--quiet", "--out", out, *map(str, flags)]
+        cmd = [binary or a.nbsgd, "train", "--clock", "real", "--quiet", "--out", out, *map(str, flags)]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             fail(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr.strip()[-600:]}")
@@ -120,23 +120,30 @@ SINGLE = {"lenet": {"steps": 60, "data": []},
 
 
 def part_single(a, threads):
-    out = {"threads": threads, "batch": a.batch, "split": a.split, "warmup_steps": a.warmup, "nets": {}}
+    out = {"threads": threads, "batch": a.batch, "split": a.split, "warmup_steps": a.warmup, "nets": {},
+           "baseline": a.baseline or None}
     mb = a.batch // a.split
     for net, cfg in SINGLE.items():
         steps = max(2, int(cfg["steps"] * a.scale))
         total = steps + a.warmup
-        runs = {f"PyTorch B={a.batch}": [], f"nbsgd B={a.batch} m=1": [], f"nbsgd B={a.batch} m={a.split}": [],
-                f"PyTorch B={mb}": []}
+        # --baseline: a second nbsgd binary (before a change) in the same interleaved runs.
+        binaries = [("nbsgd", a.nbsgd)] + ([("baseline", a.baseline)] if a.baseline else [])
+        runs = {f"PyTorch B={a.batch}": []}
+        for label, _ in binaries:
+            runs[f"{label} B={a.batch} m=1"] = []
+            runs[f"{label} B={a.batch} m={a.split}"] = []
+        runs[f"PyTorch B={mb}"] = []
         for _ in range(a.repeats):
             for b in (a.batch, mb):
                 s = steps * (a.batch // b)  # the same samples at either batch
                 runs[f"PyTorch B={b}"].append(torch_run("single", net=net, batch=b, steps=s, warmup=a.warmup,
                                                         threads=threads)["samples_per_s"])
-            for m in (1, a.split):
-                summ = nbsgd_run(a, "--net", net, *cfg["data"], "--host-workers", 1, "--window", "sync",
-                                 "--batch", a.batch, "--split", m, "--steps", total,
-                                 "--train-limit", a.batch * (total + 1))
-                runs[f"nbsgd B={a.batch} m={m}"].append(steady_rate(summ, a.warmup))
+            for label, binary in binaries:
+                for m in (1, a.split):
+                    summ = nbsgd_run(a, "--net", net, *cfg["data"], "--host-workers", 1, "--window", "sync",
+                                     "--batch", a.batch, "--split", m, "--steps", total,
+                                     "--train-limit", a.batch * (total + 1), binary=binary)
+                    runs[f"{label} B={a.batch} m={m}"].append(steady_rate(summ, a.warmup))
         rows = []
         for name, v in runs.items():
             ref = runs[f"PyTorch B={mb}"] if name.endswith(f"m={a.split}") else runs[f"PyTorch B={a.batch}"]
@@ -228,6 +235,8 @@ def git_commit():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nbsgd", default=os.path.join(ROOT, "build/host/nbsgd"), help="the nbsgd binary (host build)")
+    ap.add_argument("--baseline", default="", help="single: a second nbsgd binary (say, before a change) run "
+                    "interleaved with the others, its rows labelled 'baseline'")
     ap.add_argument("--json", default=os.path.join(HERE, "results.json"), help="where to write the results")
     ap.add_argument("--check", action="store_true", help="only check the nets against nbsgd's, then exit")
     ap.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset of " + ",".join(PARTS))
@@ -255,6 +264,8 @@ def main():
         fail(f"--split {a.split} must divide --batch {a.batch} and --straggler-batch {a.straggler_batch}")
     if a.slowdown < 1 or a.warmup < 1 or a.train_limit < 0 or a.scale <= 0:
         fail("--slowdown must be >= 1, --warmup >= 1, --train-limit >= 0, --scale > 0")
+    if a.baseline and not os.access(a.baseline, os.X_OK):
+        fail(f"--baseline {a.baseline}: not an executable")
     if not os.access(a.nbsgd, os.X_OK):
         fail(f"--nbsgd {a.nbsgd}: not an executable (build it: cmake --preset host && cmake --build --preset host)")
     try:

@@ -223,7 +223,7 @@ NpyHeader parse_npy_header(const void* bytes, size_t size, const std::string& fi
   // The data size must fit in memory arithmetic: numel * itemsize <= 2^62.
   unsigned __int128 n = 1;
   for (int64_t d : h.shape) {
-    n *= unsigned(d);
+    n *= uint64_t(d);  // not unsigned(d): that keeps the low 32 bits, and 2^32 x 2^32 passed as 0
     if (n > (unsigned __int128)(int64_t(1) << 62) / itemsize(h.type)) throw InputError(file + ": shape too large");
   }
   return h;

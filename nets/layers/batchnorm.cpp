@@ -63,10 +63,15 @@ class BatchNorm2d final : public Layer {
     const size_t grain = size_t(m / parts + 1);
     float* dgamma = dparams;
     float* dbeta = dparams + c_;
-    launch(s, size_t(c_) * parts, ChannelPartialOp{dy, nullptr, nullptr, part1(), ChannelReduce::Sum, n, c_, parts, hw_, host_},
-           grain);
-    launch(s, size_t(c_) * parts, ChannelPartialOp{dy, x[0], mean(), part2(), ChannelReduce::ProdDev, n, c_, parts, hw_, host_},
-           grain);
+    if (host_) {  // one pass over dy and x for both sums
+      launch_host(s, size_t(c_) * parts, BnBackwardPartialOp{dy, x[0], mean(), part1(), part2(), n, c_, parts, hw_},
+                  2 * grain);
+    } else {
+      launch(s, size_t(c_) * parts,
+             ChannelPartialOp{dy, nullptr, nullptr, part1(), ChannelReduce::Sum, n, c_, parts, hw_, host_}, grain);
+      launch(s, size_t(c_) * parts,
+             ChannelPartialOp{dy, x[0], mean(), part2(), ChannelReduce::ProdDev, n, c_, parts, hw_, host_}, grain);
+    }
     launch(s, size_t(c_), BnParamGradOp{part1(), part2(), invstd(), dgamma, dbeta, parts});
     if (dx[0])
       launch(s, size_t(m) * c_,

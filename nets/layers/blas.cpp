@@ -1,6 +1,6 @@
 #include "nets/layers/blas.h"
 
-#include <cblas.h>
+#include <oneapi/dnnl/dnnl.h>
 
 #include "runtime/device/check.h"
 #include "runtime/device/context.h"
@@ -19,9 +19,14 @@ void gemm(DeviceContext& ctx, bool trans_a, bool trans_b, int m, int n, int k, f
 #endif
     return;
   }
+  // oneDNN's sgemm, not OpenBLAS's: OpenBLAS 0.3.21 does not know this machine's
+  // CPU (family 6 model 207) and falls back to its SSE3 "Prescott" kernels, while
+  // oneDNN picks its AVX-512 ones from the CPU's feature flags. Same row-major
+  // convention.
   s.host_task([=] {
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha,
-                a, lda, b, ldb, beta, c, ldc);
+    const dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb,
+                                        beta, c, ldc);
+    NBSGD_CHECK(st == dnnl_success, "dnnl_sgemm failed with status " + std::to_string(int(st)));
   });
 }
 

@@ -1,5 +1,5 @@
 // The one GEMM interface the layers call: row-major, enqueued on the context's
-// compute stream. Host: OpenBLAS cblas_sgemm inside a stream task; CUDA: cuBLAS
+// compute stream. Host: oneDNN's dnnl_sgemm inside a stream task; CUDA: cuBLAS
 // with the compute stream set on the handle before the call.
 #pragma once
 

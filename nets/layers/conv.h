@@ -30,6 +30,13 @@ class ConvImpl {
   virtual void backward_data(int n, const float* dy, const float* w, float* dx, bool accumulate) = 0;
   // dw = correlation of x and dy (written, beta = 0); db = sum of dy per channel if bias
   virtual void backward_weights(int n, const float* x, const float* dy, float* dw, float* db) = 0;
+  // Both backward passes of one mini-batch (dx skipped when null): a library that
+  // converts dy to its own layout does it once for the two.
+  virtual void backward(int n, const float* x, const float* dy, const float* w, float* dw, float* db, float* dx,
+                        bool accumulate) {
+    backward_weights(n, x, dy, dw, db);
+    if (dx) backward_data(n, dy, w, dx, accumulate);
+  }
 };
 
 std::unique_ptr<ConvImpl> make_onednn_conv(DeviceContext& ctx, const ConvGeometry& g, int max_batch);

@@ -47,8 +47,7 @@ class Conv2d final : public Layer {
 
   void backward(std::span<const float* const> x, const float*, const float* dy, std::span<float* const> dx,
                 std::span<const bool> acc, float* dparams, int n) override {
-    impl_->backward_weights(n, x[0], dy, dparams, g_.bias ? dparams + weight_count() : nullptr);
-    if (dx[0]) impl_->backward_data(n, dy, w_, dx[0], acc[0]);
+    impl_->backward(n, x[0], dy, w_, dparams, g_.bias ? dparams + weight_count() : nullptr, dx[0], acc[0]);
   }
 
   double macs_per_sample() const override { return double(g_.cout) * g_.oh * g_.ow * g_.cin * g_.k * g_.k; }

@@ -19,6 +19,7 @@ class ElementwiseBase : public Layer {
 
  protected:
   Stream& stream() { return ctx_.compute(); }
+  bool host() const { return ctx_.backend() == Backend::Host; }
   size_t in_count(int n, int i = 0) const { return size_t(n) * size_t(in_[i].size()); }
   size_t out_count(int n) const { return size_t(n) * size_t(out_.size()); }
   DeviceContext& ctx_;
@@ -68,16 +69,30 @@ class MaxPool final : public ElementwiseBase {
   MaxPool(DeviceContext& ctx, const LayerSpec& spec, std::span<const Shape> in, Shape out, int max_batch)
       : ElementwiseBase(ctx, spec, in, out),
         argmax_(ctx.backend(), ctx.device().ordinal, size_t(max_batch) * out.size() * sizeof(int32_t)) {}
+  // The host runs a row per task (no division per output) and, for windows that do
+  // not overlap, scatters dy instead of gathering it per input row.
   void forward(std::span<const float* const> x, float* y, int n, bool) override {
     const Shape& s = in_[0];
-    launch(stream(), out_count(n),
-           MaxPoolForwardOp{x[0], y, argmax_.as<int32_t>(), s.h, s.w, out_.h, out_.w, spec_.kernel, spec_.stride},
-           size_t(spec_.kernel) * spec_.kernel);
+    const int k = spec_.kernel, st = spec_.stride;
+    if (host())
+      launch_host(stream(), size_t(n) * s.c * out_.h,
+                  MaxPoolRowForwardOp{x[0], y, argmax_.as<int32_t>(), s.h, s.w, out_.h, out_.w, k, st},
+                  size_t(k) * k * out_.w);
+    else
+      launch(stream(), out_count(n), MaxPoolForwardOp{x[0], y, argmax_.as<int32_t>(), s.h, s.w, out_.h, out_.w, k, st},
+             size_t(k) * k);
   }
   void backward(std::span<const float* const>, const float*, const float* dy, std::span<float* const> dx,
                 std::span<const bool> acc, float*, int n) override {
     if (!dx[0]) return;
     const Shape& s = in_[0];
+    if (host() && spec_.kernel <= spec_.stride) {
+      launch_host(stream(), size_t(n) * s.c * out_.h,
+                  MaxPoolScatterBackwardOp{dy, argmax_.as<int32_t>(), dx[0], s.h, s.w, out_.h, out_.w, spec_.stride,
+                                           acc[0]},
+                  size_t(s.w) * spec_.stride + out_.w);
+      return;
+    }
     launch(stream(), size_t(n) * s.c * s.h,
            MaxPoolBackwardOp{dy, argmax_.as<int32_t>(), dx[0], s.h, s.w, out_.h, out_.w, spec_.kernel, spec_.stride,
                              acc[0]},

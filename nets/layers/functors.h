@@ -46,7 +46,8 @@ struct ReluBackwardOp {
   float* dx;
   bool accumulate;
   NBSGD_HD void operator()(size_t i) const {
-    const float g = y[i] > 0.0f ? dy[i] : 0.0f;
+    const float d = dy[i];  // loaded unconditionally: a select, not a branch, on the host
+    const float g = y[i] > 0.0f ? d : 0.0f;
     dx[i] = accumulate ? dx[i] + g : g;
   }
 };
@@ -75,8 +76,47 @@ struct BiasAddOp {
 //   ProdDev:  a * (b - shift[c])
 // into partial[c*parts + p]. The share is m = p, p + parts, ... on a GPU
 // (neighbouring threads read neighbouring addresses), or one contiguous range of m
-// on the host (`contiguous`: one thread streams through memory). i: c*parts + p.
+// on the host (`contiguous`: one thread streams through memory, see LaneSums).
+// i: c*parts + p.
 enum class ChannelReduce { Sum, SqDev, ProdDev };
+
+// The host's running sums for a contiguous range: eight of them, element q of a
+// plane going to sum q % 8 (a plane's tail of fewer than 8 to sum 0), combined
+// pairwise at the end. A single running sum is one chain of dependent adds (about
+// 4 cycles each); eight independent ones vectorise. The order is fixed by the
+// range, so every run gives the same bits.
+struct LaneSums {
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  NBSGD_HD float total() const { return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])); }
+};
+
+// Calls f(base, q0, q1) for each plane's piece [q0, q1) of the sample-major range
+// [lo, hi) of channel c's elements; base is the piece's plane offset.
+template <class F>
+NBSGD_HD void for_channel_pieces(int64_t lo, int64_t hi, int64_t hw, int channels, int c, const F& f) {
+  for (int64_t m = lo; m < hi;) {
+    const int64_t s = m / hw, q0 = m - s * hw;
+    const int64_t q1 = (hi - s * hw) < hw ? hi - s * hw : hw;
+    f((s * channels + c) * hw, q0, q1);
+    m = s * hw + q1;
+  }
+}
+
+template <ChannelReduce K>
+NBSGD_HD float reduce_term(const float* a, const float* b, int64_t at, float mu) {
+  if constexpr (K == ChannelReduce::Sum) return a[at];
+  else if constexpr (K == ChannelReduce::SqDev) return (a[at] - mu) * (a[at] - mu);
+  else return a[at] * (b[at] - mu);
+}
+
+template <ChannelReduce K>
+NBSGD_HD void lane_add(LaneSums& acc, const float* a, const float* b, int64_t base, int64_t q0, int64_t q1, float mu) {
+  int64_t q = q0;
+  for (; q + 8 <= q1; q += 8)
+    for (int j = 0; j < 8; ++j) acc.s[j] += reduce_term<K>(a, b, base + q + j, mu);
+  for (; q < q1; ++q) acc.s[0] += reduce_term<K>(a, b, base + q, mu);
+}
+
 struct ChannelPartialOp {
   const float* a;
   const float* b;
@@ -91,6 +131,14 @@ struct ChannelPartialOp {
     if (kind == ChannelReduce::SqDev) return (a[at] - mu) * (a[at] - mu);
     return a[at] * (b[at] - mu);
   }
+  template <ChannelReduce K>
+  NBSGD_HD float contiguous_sum(int c, int p, float mu) const {
+    const int64_t m_end = int64_t(n) * hw;
+    LaneSums acc;
+    for_channel_pieces(m_end * p / parts, m_end * (p + 1) / parts, hw, channels, c,
+                       [&](int64_t base, int64_t q0, int64_t q1) { lane_add<K>(acc, a, b, base, q0, q1, mu); });
+    return acc.total();
+  }
   NBSGD_HD void operator()(size_t i) const {
     const int c = int(i / size_t(parts));
     const int p = int(i % size_t(parts));
@@ -98,14 +146,9 @@ struct ChannelPartialOp {
     const float mu = shift ? shift[c] : 0.0f;
     float acc = 0.0f;
     if (contiguous) {
-      const int64_t lo = m_end * p / parts, hi = m_end * (p + 1) / parts;
-      for (int64_t m = lo; m < hi;) {  // plane by plane: the inner loop is contiguous
-        const int64_t s = m / hw, q0 = m - s * hw;
-        const int64_t q1 = (hi - s * hw) < hw ? hi - s * hw : hw;
-        const int64_t base = (s * channels + c) * hw;
-        for (int64_t q = q0; q < q1; ++q) acc += term(base + q, mu);
-        m = s * hw + q1;
-      }
+      if (kind == ChannelReduce::Sum) acc = contiguous_sum<ChannelReduce::Sum>(c, p, mu);
+      else if (kind == ChannelReduce::SqDev) acc = contiguous_sum<ChannelReduce::SqDev>(c, p, mu);
+      else acc = contiguous_sum<ChannelReduce::ProdDev>(c, p, mu);
     } else {
       for (int64_t m = p; m < m_end; m += parts) {
         const int64_t s = m / hw, q = m - s * hw;
@@ -113,6 +156,33 @@ struct ChannelPartialOp {
       }
     }
     partial[i] = acc;
+  }
+};
+
+// Host only: BatchNorm2d backward's two partial sums in one pass over dy and x,
+// sum dy into dy_partial and sum dy*(x - mean) into dyx_partial, each in the
+// order ChannelPartialOp's contiguous Sum and ProdDev use. i: c*parts + p.
+struct BnBackwardPartialOp {
+  const float* dy;
+  const float* x;
+  const float* mean;
+  float* dy_partial;
+  float* dyx_partial;
+  int n, channels, parts;
+  int64_t hw;
+  NBSGD_HD void operator()(size_t i) const {
+    const int c = int(i / size_t(parts));
+    const int p = int(i % size_t(parts));
+    const int64_t m_end = int64_t(n) * hw;
+    const float mu = mean[c];
+    LaneSums sdy, sdyx;
+    for_channel_pieces(m_end * p / parts, m_end * (p + 1) / parts, hw, channels, c,
+                       [&](int64_t base, int64_t q0, int64_t q1) {
+                         lane_add<ChannelReduce::Sum>(sdy, dy, nullptr, base, q0, q1, 0.0f);
+                         lane_add<ChannelReduce::ProdDev>(sdyx, dy, x, base, q0, q1, mu);
+                       });
+    dy_partial[i] = sdy.total();
+    dyx_partial[i] = sdyx.total();
   }
 };
 
@@ -224,7 +294,24 @@ struct BnBackwardDataOp {
 
 // Max pooling, no padding, floor mode. argmax keeps the input index (within the
 // sample's plane) of each output's maximum for the backward pass; the first
-// maximum wins on ties. i: output element (s*C + c)*OH*OW + oy*OW + ox.
+// maximum wins on ties. xp is the sample's plane; o the output's index.
+NBSGD_HD void maxpool_window(const float* xp, float* y, int32_t* argmax, int64_t o, int w, int k, int stride, int oy,
+                             int ox) {
+  int best = (oy * stride) * w + ox * stride;
+  float bv = xp[best];
+  for (int dy = 0; dy < k; ++dy)
+    for (int dx = 0; dx < k; ++dx) {
+      const int at = (oy * stride + dy) * w + ox * stride + dx;
+      const float v = xp[at];
+      const bool gt = v > bv;  // selects, not a branch the data makes unpredictable
+      bv = gt ? v : bv;
+      best = gt ? at : best;
+    }
+  y[o] = bv;
+  argmax[o] = best;
+}
+
+// i: output element (s*C + c)*OH*OW + oy*OW + ox.
 struct MaxPoolForwardOp {
   const float* x;
   float* y;
@@ -233,20 +320,49 @@ struct MaxPoolForwardOp {
   NBSGD_HD void operator()(size_t i) const {
     const int64_t plane = int64_t(i) / (int64_t(oh) * ow);
     const int r = int(int64_t(i) - plane * oh * ow);
-    const int oy = r / ow, ox = r % ow;
+    maxpool_window(x + plane * h * w, y, argmax, int64_t(i), w, k, stride, r / ow, r % ow);
+  }
+};
+
+// The same outputs a row at a time (the host's order: no division per output).
+// i: output row (s*C + c)*OH + oy.
+struct MaxPoolRowForwardOp {
+  const float* x;
+  float* y;
+  int32_t* argmax;
+  int h, w, oh, ow, k, stride;
+  NBSGD_HD void operator()(size_t i) const {
+    const int64_t plane = int64_t(i) / oh;
+    const int oy = int(int64_t(i) - plane * oh);
     const float* xp = x + plane * h * w;
-    int best = (oy * stride) * w + ox * stride;
-    float bv = xp[best];
-    for (int dy = 0; dy < k; ++dy)
-      for (int dx = 0; dx < k; ++dx) {
-        const int at = (oy * stride + dy) * w + ox * stride + dx;
-        if (xp[at] > bv) {
-          bv = xp[at];
-          best = at;
-        }
-      }
-    y[i] = bv;
-    argmax[i] = best;
+    for (int ox = 0; ox < ow; ++ox) maxpool_window(xp, y, argmax, int64_t(i) * ow + ox, w, k, stride, oy, ox);
+  }
+};
+
+// Backward for windows that do not overlap (k <= stride), the host's order: output
+// row oy owns input rows [oy*stride, oy*stride + stride) (the last one also the
+// rows below, which no window covers), clears them unless accumulating, and adds
+// each output's dy at its argmax, which lies in those rows. Every input element
+// gets at most one dy, so the sums are those of MaxPoolBackwardOp.
+// i: output row (s*C + c)*OH + oy.
+struct MaxPoolScatterBackwardOp {
+  const float* dy;
+  const int32_t* argmax;
+  float* dx;
+  int h, w, oh, ow, stride;
+  bool accumulate;
+  NBSGD_HD void operator()(size_t i) const {
+    const int64_t plane = int64_t(i) / oh;
+    const int oy = int(int64_t(i) - plane * oh);
+    float* xp = dx + plane * h * w;
+    if (!accumulate) {
+      const int r0 = oy * stride, r1 = oy == oh - 1 ? h : r0 + stride;
+      for (int q = r0 * w; q < r1 * w; ++q) xp[q] = 0.0f;
+    }
+    for (int ox = 0; ox < ow; ++ox) {
+      const int64_t o = int64_t(i) * ow + ox;
+      xp[argmax[o]] += dy[o];
+    }
   }
 };
 

@@ -40,8 +40,33 @@ void run_planes(const F& f, int64_t lo, int64_t hi) {
   }
 }
 
-// `grain` is the rough cost of one f(i) in element operations (a reduction part
-// sums many elements), for the decision to go parallel.
+// The host half of launch(), also called directly for functors that only the host
+// backend runs (a host variant of a GPU functor, in the order a CPU thread
+// prefers). `grain` is the rough cost of one f(i) in element operations (a
+// reduction part sums many elements), for the decision to go parallel.
+template <class F>
+void launch_host(Stream& s, size_t n, const F& f, size_t grain = 1) {
+  if (n == 0) return;
+  s.host_task([f, n, grain] {
+    const int64_t m = static_cast<int64_t>(n);
+#pragma omp parallel if (n * grain >= kParallelThreshold && n > 1)
+    {
+      // Each thread's own copy of the functor: a store through one of its pointers
+      // cannot change the copy, so the loop keeps the pointers in registers and
+      // vectorises (reached through the shared lambda, every member was reloaded
+      // after every store and the loops stayed scalar and branchy).
+      const F g = f;
+      const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int64_t lo = m * t / nt, hi = m * (t + 1) / nt;
+      if constexpr (PerChannel<F>) {
+        run_planes(g, lo, hi);
+      } else {
+        for (int64_t i = lo; i < hi; ++i) g(static_cast<size_t>(i));
+      }
+    }
+  });
+}
+
 template <class F>
 void launch(Stream& s, size_t n, const F& f, size_t grain = 1) {
   if (n == 0) return;
@@ -49,19 +74,7 @@ void launch(Stream& s, size_t n, const F& f, size_t grain = 1) {
     kernels::launch_1d(s, n, f);
     return;
   }
-  s.host_task([f, n, grain] {
-    const int64_t m = static_cast<int64_t>(n);
-    if constexpr (PerChannel<F>) {
-#pragma omp parallel if (n * grain >= kParallelThreshold && n > 1)
-      {
-        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-        run_planes(f, m * t / nt, m * (t + 1) / nt);
-      }
-    } else {
-#pragma omp parallel for schedule(static) if (n * grain >= kParallelThreshold && n > 1)
-      for (int64_t i = 0; i < m; ++i) f(static_cast<size_t>(i));
-    }
-  });
+  launch_host(s, n, f, grain);
 }
 
 }  // namespace nbsgd::nets

@@ -180,6 +180,12 @@ TEST_P(LayersTest, Conv2dMatchesTwin) {
   check_layer({LayerKind::Conv2d, "conv", {-1}, 5, 1, 2, 0, false}, {{2, 5, 5}}, 2, 5);
   check_layer({LayerKind::Conv2d, "conv", {-1}, 2, 5, 1, 2, true}, {{1, 8, 9}}, 2, 6);
   check_layer({LayerKind::Conv2d, "conv", {-1}, 3, 3, 1, 1, false}, {{4, 6, 6}}, 1, 7);
+  // Channel counts of the CIFAR nets, where oneDNN picks its blocked layouts
+  // (nChw16c and friends) and the layer reorders around the call.
+  check_layer({LayerKind::Conv2d, "conv", {-1}, 16, 3, 1, 1, false}, {{16, 6, 5}}, 3, 17);
+  check_layer({LayerKind::Conv2d, "conv", {-1}, 32, 3, 2, 1, false}, {{16, 7, 7}}, 2, 18);
+  check_layer({LayerKind::Conv2d, "conv", {-1}, 32, 1, 2, 0, false}, {{16, 6, 6}}, 2, 19);
+  check_layer({LayerKind::Conv2d, "conv", {-1}, 16, 5, 1, 0, true}, {{6, 9, 9}}, 3, 20);  // LeNet's conv2 shape
 }
 
 TEST_P(LayersTest, BatchNormMatchesTwin) {
@@ -192,6 +198,8 @@ TEST_P(LayersTest, ElementwiseLayersMatchTwin) {
   check_layer({LayerKind::ReLU, "", {-1}}, {{3, 5, 7}}, 3, 11);
   check_layer({LayerKind::MaxPool2d, "", {-1}, 0, 2, 2}, {{2, 6, 7}}, 3, 12);  // odd width: floor mode
   check_layer({LayerKind::MaxPool2d, "", {-1}, 0, 3, 2}, {{2, 7, 7}}, 2, 13);  // overlapping windows
+  check_layer({LayerKind::MaxPool2d, "", {-1}, 0, 2, 2}, {{3, 7, 6}}, 2, 21);  // odd height: a row no window covers
+  check_layer({LayerKind::MaxPool2d, "", {-1}, 0, 2, 3}, {{2, 8, 8}}, 2, 22);  // gaps between windows
   check_layer({LayerKind::GlobalAvgPool, "", {-1}}, {{4, 3, 5}}, 3, 14);
   check_layer({LayerKind::Flatten, "", {-1}}, {{2, 3, 3}}, 2, 15);
   check_layer({LayerKind::Add, "", {-1, -1}}, {{3, 4, 4}, {3, 4, 4}}, 2, 16);
