@@ -244,12 +244,91 @@ TEST(Mpi, HungRankMakesTheOthersStopWithinTheTimeout) {
   EXPECT_NE(r.out.find("rank 0: all-gather: no answer from rank 1 within 2 s"), std::string::npos) << r.out;
 }
 
+// metrics.jsonl's lines as JSON.
+std::vector<nlohmann::json> metric_lines(const std::string& dir) {
+  std::vector<nlohmann::json> out;
+  std::ifstream f(dir + "/metrics.jsonl");
+  for (std::string line; std::getline(f, line);)
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// The real clock's --window sync decides nothing on the host: across ranks every
+// rank plans the step from its copy of rank 0's queue, and the run is one process's,
+// bit for bit (losses, counts, every tensor; the times are the real clock's own).
+TEST(Mpi, RealClockSyncOnTwoRanksEqualsOneProcess) {
+  SKIP_WITHOUT_MPI();
+  const std::string flags = base() + " --steps 6 --clock real --window sync";
+  const std::string one = make_temp_dir("mpi-real-one"), many = make_temp_dir("mpi-real-many");
+  Shell a = sh(nbsgd_binary() + " " + flags + " --host-workers 4 --out " + one);
+  ASSERT_EQ(a.code, 0) << a.out;
+  Shell b = sh(mpirun(2) + nbsgd_binary() + " " + flags + " --host-workers 2 --out " + many);
+  ASSERT_EQ(b.code, 0) << b.out;
+  const auto la = metric_lines(one), lb = metric_lines(many);
+  ASSERT_EQ(la.size(), 6u);
+  ASSERT_EQ(lb.size(), la.size());
+  for (size_t i = 0; i < la.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(lb[i]["loss"].dump(), la[i]["loss"].dump());
+    EXPECT_EQ(lb[i]["finished"], la[i]["finished"]);
+    EXPECT_EQ(lb[i]["samples"], la[i]["samples"]);
+  }
+  const LoadedTensors ta = load_safetensors(many + "/checkpoint.safetensors");
+  const LoadedTensors tb = load_safetensors(one + "/checkpoint.safetensors");
+  ASSERT_EQ(ta.tensors.size(), tb.tensors.size());
+  for (const auto& [name, t] : tb.tensors) {
+    auto it = ta.tensors.find(name);
+    ASSERT_NE(it, ta.tensors.end()) << name;
+    ASSERT_EQ(it->second.second.size(), t.second.size()) << name;
+    EXPECT_EQ(0, std::memcmp(it->second.second.data(), t.second.data(), t.second.size() * sizeof(float)))
+        << "tensor " << name << " differs";
+  }
+}
+
+// The real clock's window across four ranks, with stragglers: rank 0 decides every
+// worker's mini-batches; every epoch uses every sample exactly once (the queue is
+// rank 0's, the others replay it), and the run ends only if every rank's replicas
+// hash the same as rank 0's. A generous deadline (5 s; the window closes early
+// once every worker has done its m mini-batches) makes the counts exact: every
+// worker, on every rank, counts m = 4 mini-batches in every step.
+TEST(Mpi, RealClockWindowAcrossFourRanksUsesEverySampleOnce) {
+  SKIP_WITHOUT_MPI();
+  for (const char* w : {"fastest", "deadline:5000"}) {
+    SCOPED_TRACE(w);
+    const std::string dir = make_temp_dir(std::string("mpi-real-") + (w[0] == 'f' ? "fastest" : "deadline"));
+    Shell r = sh(mpirun(4) + nbsgd_binary() + " " + base() + " --clock real --epochs 2 --host-workers 1 --window " +
+                 w + " --slowdown 1,1,2,4 --out " + dir);
+    ASSERT_EQ(r.code, 0) << r.out;
+    const nlohmann::json sum = nlohmann::json::parse(slurp(dir + "/summary.json"));
+    EXPECT_EQ(sum["samples_per_epoch"], nlohmann::json::array({1024, 1024})) << sum.dump();
+    int64_t samples = 0;
+    std::vector<int64_t> counted(4, 0);
+    for (const auto& line : metric_lines(dir)) {
+      samples += line["samples"].get<int64_t>();
+      for (size_t k = 0; k < 4; ++k) counted[k] += line["finished"][k].get<int64_t>();
+      if (w[0] == 'd' && line["samples"].get<int64_t>() == 4 * 32) {
+        EXPECT_EQ(line["finished"], nlohmann::json::array({4, 4, 4, 4})) << line.dump();
+      }
+    }
+    EXPECT_EQ(samples, 2048);
+    // Rank 0's own worker and worker 1 (as fast, on rank 1) count; at the deadline
+    // every rank's worker does.
+    EXPECT_GT(counted[0], 0);
+    EXPECT_GT(counted[1], 0);
+    if (w[0] == 'd') {
+      for (size_t k = 0; k < 4; ++k) EXPECT_GT(counted[k], 0) << "worker " << k;
+    }
+  }
+}
+
 // What does not run across processes yet is refused in one line naming the flag.
 TEST(Mpi, RefusesWhatDoesNotRunAcrossProcesses) {
   SKIP_WITHOUT_MPI();
-  Shell real = sh(mpirun(2) + nbsgd_binary() + " " + base() + " --steps 2 --host-workers 1 --clock real");
+  Shell real = sh(mpirun(2) + nbsgd_binary() + " " + base() + " --steps 2 --host-workers 1 --clock real --exchange dpsgd");
   EXPECT_NE(real.code, 0);
-  EXPECT_NE(real.out.find("error: --clock real: under mpirun (2 ranks) only the virtual clock"), std::string::npos)
+  EXPECT_NE(real.out.find("error: --exchange dpsgd --clock real: under mpirun (2 ranks) gossip runs on the virtual "
+                          "clock only"),
+            std::string::npos)
       << real.out;
   // Ranks started with different flags (here --seed) would sum different runs.
   Shell seeds = sh(mpirun(2) + "sh -c 'exec " + nbsgd_binary() + " " + base() +

@@ -10,6 +10,7 @@
 
 #include "runtime/device/check.h"
 #include "runtime/device/comm/launch.h"
+#include "runtime/train/exchange.h"
 #include "runtime/train/setup.h"
 
 namespace nbsgd::engine {
@@ -75,15 +76,25 @@ void spread_over_ranks(Setup& s, DiscoverOptions& d) {
   const TrainConfig& c = s.cfg;
   const std::string where = fmt::format("under {} ({} ranks)", l.launcher, l.size);
   if (s.devices.backend != Backend::Host)
-    throw InputError(fmt::format("--devices: GPU workers {} need the real clock's window across processes "
-                                 "(a coordinator on rank 0), which is not built yet; use --host-workers N "
-                                 "--clock virtual, or one process",
+    throw InputError(fmt::format("--devices: GPU workers {} need the exchange over an NCCL communicator of "
+                                 "ranks wired into the engine, which is not built yet; use --host-workers N, "
+                                 "or one process",
                                  where));
-  if (!s.virtual_clock)
-    throw InputError(fmt::format("--clock {}: {} only the virtual clock runs across processes; the real clock's "
-                                 "window across ranks (a coordinator on rank 0) is not built yet: use --clock "
-                                 "virtual, or one process",
-                                 c.clock, where));
+  if (!s.virtual_clock) {
+    if (is_gossip_exchange(c.exchange))
+      throw InputError(fmt::format("--exchange {} --clock real: {} gossip runs on the virtual clock only (its "
+                                   "exchange across ranks is an all-gather, a barrier the gossip baselines must "
+                                   "not have): use --clock virtual, or one process",
+                                   c.exchange, where));
+    if (!c.trace.empty())
+      throw InputError(fmt::format("--trace: {} the real clock's trace is written in one process only; use "
+                                   "--clock virtual, or one process",
+                                   where));
+    if (!comm::ranks_threads_multiple())
+      throw InputError(fmt::format("--clock real: {} the window across ranks needs MPI_THREAD_MULTIPLE, which "
+                                   "this MPI does not provide: use --clock virtual",
+                                   where));
+  }
   if (c.exchange == "adpsgd")
     throw InputError(fmt::format("--exchange adpsgd: runs in one process only, not {}", where));
   if (!c.devices.empty())
@@ -115,18 +126,21 @@ void share_accumulators(Setup& s, const std::vector<const Event*>& ready, int64_
     const int w = sp.first + k;
     if (const Event* e = ready[static_cast<size_t>(w)]) e->synchronize();
     Worker& wk = *s.workers[static_cast<size_t>(w)];
-    wk.ctx().compute().synchronize();
+    // The real clock: the accumulator is complete once its last writer is; a
+    // cancelled mini-batch may still run, and no one waits for it here.
+    if (s.virtual_clock) wk.ctx().compute().synchronize();
     std::memcpy(mine.data() + static_cast<size_t>(k) * floats, wk.accumulator(step), floats * sizeof(float));
   }
   std::vector<float> all(mine.size() * static_cast<size_t>(sp.ranks));
   comm::ranks_allgather(mine.data(), mine.size() * sizeof(float), all.data());
   // Every worker's block is its owner's (rank w / count, slot w % count); a remote
-  // worker's streams are idle (it computes nothing here, and the virtual clock's
-  // exchange of the previous step has completed).
+  // worker computes nothing here; its accumulator is free once its update of two
+  // steps back is done (the virtual clock's has completed already).
   for (int w = 0; w < s.n(); ++w) {
     if (sp.owns(w)) continue;
     Worker& wk = *s.workers[static_cast<size_t>(w)];
     wk.ctx().comm().synchronize();
+    wk.accumulator_free(step).synchronize();  // the update of step-2 has zeroed it (the real clock runs ahead)
     std::memcpy(wk.accumulator(step), all.data() + static_cast<size_t>(w) * floats, floats * sizeof(float));
   }
 }

@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <cstdio>
@@ -27,7 +28,8 @@ namespace {
 
 Launch g_launch;  // MPI's state is process-wide: so is this (launch.h)
 bool g_init = false;
-int64_t g_sent = 0;
+int64_t g_sent = 0;                             // the collectives' (one thread)
+std::atomic<int64_t> g_messages_sent_p2p{0};  // ranks_send's (any thread)
 
 bool parse_int(const char* s, int& out) {
   if (!s || !*s) return false;
@@ -40,6 +42,8 @@ bool parse_int(const char* s, int& out) {
 
 #if NBSGD_HAVE_MPI
 MPI_Comm g_comm = MPI_COMM_NULL;  // a copy of MPI_COMM_WORLD: our messages only
+MPI_Comm g_msgs = MPI_COMM_NULL;  // another: ranks_send/ranks_recv, never matched by a collective
+int g_thread_level = 0;           // what MPI_Init_thread provided
 
 std::string mpi_error(int code) {
   char buf[MPI_MAX_ERROR_STRING];
@@ -147,11 +151,16 @@ const Launch& init_launch() {
   if (l.launcher.empty()) return g_launch;
 #if NBSGD_HAVE_MPI
   int provided = 0;
-  if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+  // MULTIPLE: the real clock's window (real_driver.cpp) sends from its issuer
+  // threads and completion notices while the run loop's thread gathers.
+  if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
     throw InputError("MPI_Init_thread failed under " + l.launcher);
+  g_thread_level = provided;
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   MPI_Comm_dup(MPI_COMM_WORLD, &g_comm);
   MPI_Comm_set_errhandler(g_comm, MPI_ERRORS_RETURN);
+  MPI_Comm_dup(MPI_COMM_WORLD, &g_msgs);
+  MPI_Comm_set_errhandler(g_msgs, MPI_ERRORS_RETURN);
   MPI_Comm_rank(g_comm, &l.rank);
   MPI_Comm_size(g_comm, &l.size);
   // The node's ranks from MPI when the launcher did not say (PMI, PMIx).
@@ -185,6 +194,7 @@ void finalize_launch() {
     MPI_Finalized(&finalized);
     if (!finalized) {
       MPI_Comm_free(&g_comm);
+      MPI_Comm_free(&g_msgs);
       MPI_Finalize();
     }
   }
@@ -274,6 +284,73 @@ void ranks_bcast(void* data, size_t bytes, int root) {
 #endif
 }
 
-int64_t ranks_messages_sent() { return g_sent; }
+int64_t ranks_messages_sent() { return g_sent + g_messages_sent_p2p.load(); }
+
+bool ranks_threads_multiple() {
+#if NBSGD_HAVE_MPI
+  return !g_launch.mpi || g_thread_level >= MPI_THREAD_MULTIPLE;
+#else
+  return true;
+#endif
+}
+
+void ranks_fail(const std::string& line) {
+#if NBSGD_HAVE_MPI
+  if (g_launch.mpi) die(line);
+#endif
+  throw InputError(line);
+}
+
+void ranks_send(int dest, int tag, const void* data, size_t bytes, const char* what) {
+#if NBSGD_HAVE_MPI
+  NBSGD_CHECK(g_launch.mpi && dest >= 0 && dest < g_launch.size && dest != g_launch.rank, "ranks_send: no such peer");
+  NBSGD_CHECK(bytes <= static_cast<size_t>(INT_MAX) && tag >= 0, "ranks_send: a message of more than 2 GiB");
+  std::vector<MPI_Request> req(1);
+  check_mpi(MPI_Isend(data, static_cast<int>(bytes), MPI_BYTE, dest, tag, g_msgs, &req[0]), "MPI_Isend");
+  g_messages_sent_p2p.fetch_add(1, std::memory_order_relaxed);
+  wait_bounded(req, {dest}, what);
+#else
+  (void)dest, (void)tag, (void)data, (void)bytes, (void)what;
+  NBSGD_FAIL("ranks_send: several ranks in a build without MPI");
+#endif
+}
+
+int ranks_recv(int src, int tag, std::vector<unsigned char>& out, const char* what, double timeout_s,
+               const std::atomic<bool>* cancel) {
+#if NBSGD_HAVE_MPI
+  NBSGD_CHECK(g_launch.mpi, "ranks_recv: one process");
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  const double limit = timeout_s == 0 ? rank_timeout_s() : timeout_s;
+  // A matched probe (MPI_Improbe + MPI_Mrecv): another thread's probe cannot take
+  // the message in between, as a plain MPI_Iprobe then MPI_Recv could.
+  for (long spin = 0;; ++spin) {
+    int flag = 0;
+    MPI_Message msg;
+    MPI_Status st;
+    check_mpi(MPI_Improbe(src < 0 ? MPI_ANY_SOURCE : src, tag, g_msgs, &flag, &msg, &st), "MPI_Improbe");
+    if (flag) {
+      int n = 0;
+      check_mpi(MPI_Get_count(&st, MPI_BYTE, &n), "MPI_Get_count");
+      out.resize(static_cast<size_t>(n));
+      check_mpi(MPI_Mrecv(out.data(), n, MPI_BYTE, &msg, MPI_STATUS_IGNORE), "MPI_Mrecv");
+      return st.MPI_SOURCE;
+    }
+    if (cancel && cancel->load()) return -1;
+    if (spin < 200) {
+      sched_yield();
+      continue;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(spin < 2000 ? 20 : 200));
+    if (limit > 0 && std::chrono::duration<double>(clock::now() - t0).count() > limit)
+      die(fmt::format("{}: no message from {} within {:g} s (NBSGD_MPI_TIMEOUT_S): it died or hangs; "
+                      "stopping every rank (the last complete checkpoint is kept)",
+                      what, src < 0 ? std::string("any rank") : fmt::format("rank {}", src), limit));
+  }
+#else
+  (void)src, (void)tag, (void)out, (void)what, (void)timeout_s, (void)cancel;
+  NBSGD_FAIL("ranks_recv: several ranks in a build without MPI");
+#endif
+}
 
 }  // namespace nbsgd::comm

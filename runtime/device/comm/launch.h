@@ -15,10 +15,12 @@
 // --kill-on-bad-exit), so the timeout is what bounds a run under srun.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace nbsgd::comm {
 
@@ -63,7 +65,25 @@ void ranks_allgather(const void* mine, size_t bytes, void* all);
 int64_t ranks_sum(int64_t v);
 // Rank `root`'s bytes to every rank.
 void ranks_bcast(void* data, size_t bytes, int root);
-// Point-to-point messages sent so far by this rank (for the bench).
+// Point-to-point messages sent so far by this rank (for the bench), ranks_send's included.
 int64_t ranks_messages_sent();
+
+// ---- messages between two ranks: the real clock's window across ranks
+// (real_driver.cpp). They travel on a communicator of their own, so no collective
+// ever matches them; any thread may send or receive (MPI_THREAD_MULTIPLE).
+// Whether MPI gave MPI_THREAD_MULTIPLE (true in one process).
+bool ranks_threads_multiple();
+// `bytes` to rank `dest` with `tag` (>= 0), waiting until it is sent, bounded by
+// rank_timeout_s() (then every rank stops with one line naming `what`).
+void ranks_send(int dest, int tag, const void* data, size_t bytes, const char* what);
+// The next message with `tag` from rank `src` (< 0: any rank), into `out`; returns
+// its source. Waits at most timeout_s (0: rank_timeout_s(); < 0: without bound),
+// then stops every rank with one line naming `what` and the rank; returns -1 when
+// `cancel` is set first.
+int ranks_recv(int src, int tag, std::vector<unsigned char>& out, const char* what, double timeout_s = 0,
+               const std::atomic<bool>* cancel = nullptr);
+// One line (naming this rank), then every rank ends (MPI_Abort); in one process,
+// throws InputError(line).
+[[noreturn]] void ranks_fail(const std::string& line);
 
 }  // namespace nbsgd::comm
