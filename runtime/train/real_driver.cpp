@@ -220,8 +220,7 @@ class RealDriver final : public WindowDriver {
       for (auto& [src, msg] : early) handle(src, msg);
     }
     if (!sync_) wait_for_close(lk);
-    if (coord_ && !sync_)
-      for (int r = 1; r < s_.span.ranks; ++r) send_words(r, kCourierTag, {kClose, step, dbits(ctl_.close_time() + monotonic_offset_s())}, "the window's close");
+    announce_close(step);  // a deadline's, a signal's, or every worker's end: not sent yet
     // Every issuer has stopped: its sequence is fully enqueued, and the done event of
     // its last counted slot follows its commit.
     auto all_idle = [&] { return std::all_of(idle_.begin(), idle_.end(), [](bool b) { return b; }); };
@@ -296,8 +295,19 @@ class RealDriver final : public WindowDriver {
     }
     std::sort(d.begin(), d.end());
     auto q = [&](double f) { return d.empty() ? -1.0 : 1e6 * d[std::min(d.size() - 1, size_t(f * d.size()))]; };
-    std::fprintf(stderr, "nbsgd-stats: rank %d closes %zu close_known_us_median %.1f close_known_us_p99 %.1f messages %lld\n",
-                 s_.span.rank, d.size(), q(0.5), q(0.99), static_cast<long long>(comm::ranks_messages_sent()));
+    const char* key = coord_ ? "close_sent_us" : "close_known_us";
+    std::fprintf(stderr, "nbsgd-stats: rank %d closes %zu %s_median %.1f %s_p99 %.1f messages %lld\n", s_.span.rank,
+                 d.size(), key, q(0.5), key, q(0.99), static_cast<long long>(comm::ranks_messages_sent()));
+  }
+
+  // Rank 0, under the lock, once the window of `step` has closed: tells every other
+  // rank, once per step, from the thread that closed it (a completion's, at once).
+  void announce_close(int64_t step) {
+    if (!coord_ || sync_ || close_sent_ >= step || !ctl_.closed()) return;
+    close_sent_ = step;
+    for (int r = 1; r < s_.span.ranks; ++r)
+      send_words(r, kCourierTag, {kClose, step, dbits(ctl_.close_time() + monotonic_offset_s())}, "the window's close");
+    close_delays_.push_back(steady_now_s() - ctl_.close_time());  // the close's decision to its last send
   }
 
   // Rank 0's epoch queue, logged for the other ranks' replay (windows that decide).
@@ -385,6 +395,7 @@ class RealDriver final : public WindowDriver {
       remote_out_.erase(it);
       if (current) --pending_[w];
       send_words(src, flag_reply_tag(w), {counted ? 1 : 0}, "a mini-batch's fate");
+      if (current) announce_close(step);
     } else if (kind == kIdle) {
       if (step_ == step) {
         idle_[w] = true;
@@ -798,6 +809,7 @@ class RealDriver final : public WindowDriver {
                     counted ? TraceSpan::Fate::Counted : *skipped ? TraceSpan::Fate::Skipped : TraceSpan::Fate::Wasted);
       if (current) --pending_[w];
       --inflight_[w];
+      if (current) announce_close(step);
       cv_.notify_all();
     });
   }
@@ -838,7 +850,8 @@ class RealDriver final : public WindowDriver {
   const bool coord_, remote_;
   std::thread coordinator_, courier_;
   std::atomic<bool> coord_cancel_{false}, courier_cancel_{false};
-  int64_t begun_ = -1;  // rank 0: the latest step begun
+  int64_t begun_ = -1;       // rank 0: the latest step begun
+  int64_t close_sent_ = -1;  // rank 0: the latest step whose close it sent
   std::vector<std::pair<int, std::vector<int64_t>>> deferred_;  // rank 0: requests for a step not begun yet
   std::map<uint64_t, data::MiniBatch> remote_out_;  // rank 0: handed out to other ranks' workers, by id
   std::vector<int64_t> qlog_;                        // rank 0: queue operations since the last result
@@ -848,7 +861,9 @@ class RealDriver final : public WindowDriver {
   int64_t result_step_ = -1;
   std::vector<int> counted_in_step_;  // another rank: counted answers received, per worker
   bool fin_ = false;                  // another rank: rank 0's coordinator has ended
-  std::vector<double> close_delays_;  // another rank: rank 0's close to its arrival here, per step (s)
+  // Per step (s): another rank, rank 0's close to its arrival here; rank 0, the
+  // close to the end of its sending.
+  std::vector<double> close_delays_;
 };
 
 }  // namespace
