@@ -329,6 +329,51 @@ TEST(Mpi, RealClockWindowAcrossFourRanksUsesEverySampleOnce) {
   }
 }
 
+// A signal that reaches one rank only (NBSGD_MPI_FAULT=1:3:term: rank 1 sends
+// itself SIGTERM at step 3): its flag travels in that step's all-gather, so every
+// rank stops after the same step. The virtual clock abandons that step on every
+// rank, as in one process: rank 0's checkpoint holds steps 0-2, it resumes, and the
+// resumed run's losses are an uninterrupted run's, bit for bit. On the real clock
+// every rank ends after the step, and rank 0 writes its interrupted checkpoint.
+// Nothing waits for the timeout (60 s here; the runs take seconds).
+TEST(Mpi, SignalToOneRankStopsEveryRankAtTheSameStep) {
+  SKIP_WITHOUT_MPI();
+  const std::string dir = make_temp_dir("mpi-term"), one = make_temp_dir("mpi-term-one");
+  const std::string env = "NBSGD_MPI_FAULT=1:3:term NBSGD_MPI_TIMEOUT_S=60";
+  Shell r = sh(mpirun(2, env) + nbsgd_binary() + " " + base() + " --clock virtual --host-workers 2 --steps 40 --out " + dir);
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.code, 124) << "a hang: " << r.out;
+  EXPECT_EQ(r.out.find("no answer"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("nothing within"), std::string::npos) << r.out;
+  const nlohmann::json sum = nlohmann::json::parse(slurp(dir + "/summary.json"));
+  EXPECT_TRUE(sum["interrupted"].get<bool>()) << sum.dump();
+  EXPECT_EQ(sum["abandoned_step"], 3) << sum.dump();
+  EXPECT_EQ(metric_lines(dir).size(), 3u);
+  Shell resumed = sh(nbsgd_binary() + " " + base() + " --clock virtual --host-workers 4 --steps 6 --resume " + dir +
+                     "/checkpoint.safetensors --out " + dir + "-resumed");
+  ASSERT_EQ(resumed.code, 0) << resumed.out;
+  Shell whole = sh(nbsgd_binary() + " " + base() + " --clock virtual --host-workers 4 --steps 6 --out " + one);
+  ASSERT_EQ(whole.code, 0) << whole.out;
+  const auto a = metric_lines(dir + "-resumed"), b = metric_lines(one);
+  ASSERT_EQ(a.size(), 3u);  // steps 3-5, in the resumed run's own folder
+  ASSERT_EQ(b.size(), 6u);
+  for (size_t i = 3; i < 6; ++i) {
+    EXPECT_EQ(a[i - 3]["step"], i);
+    EXPECT_EQ(a[i - 3]["loss"].dump(), b[i]["loss"].dump()) << "step " << i;
+  }
+
+  const std::string real = make_temp_dir("mpi-term-real");
+  Shell rr = sh(mpirun(2, env) + nbsgd_binary() + " " + base() +
+                " --clock real --window fastest --host-workers 1 --steps 400 --out " + real);
+  EXPECT_NE(rr.code, 0) << rr.out;
+  EXPECT_NE(rr.code, 124) << "a hang: " << rr.out;
+  EXPECT_EQ(rr.out.find("nothing within"), std::string::npos) << rr.out;
+  const nlohmann::json sr = nlohmann::json::parse(slurp(real + "/summary.json"));
+  EXPECT_TRUE(sr["interrupted"].get<bool>()) << sr.dump();
+  EXPECT_EQ(sr["steps"], 4) << sr.dump();  // steps 0-3: the signal's step ends, then every rank stops
+  EXPECT_TRUE(load_safetensors(real + "/checkpoint.safetensors").data_checksum_verified);
+}
+
 // What does not run across processes yet is refused in one line naming the flag.
 TEST(Mpi, RefusesWhatDoesNotRunAcrossProcesses) {
   SKIP_WITHOUT_MPI();

@@ -237,6 +237,13 @@ RunSummary Engine::Impl::run(const std::function<void(const StepRecord&)>& on_st
     finish(sum, wall0, stop);
     return sum;
   }
+  // Across ranks a signal may reach one rank only, or each at another step: every
+  // rank shares its flag in the step's all-gather (ranks.h), and from then on the
+  // run sees only that agreed flag, set on every rank after the same step.
+  if (s->span.spans()) {
+    s->span.signal = stop;
+    stop = &s->span.stop_all;
+  }
   driver->watch_stop(stop);
   host_base = steady_now_s() - driver->now();
   if (!s->virtual_clock && s->devices.backend == Backend::Cuda) {

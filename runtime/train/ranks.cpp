@@ -31,11 +31,12 @@ Fault fault_from_env() {
   long r = -1;
   long long st = -1;
   char what[8] = {0};
-  if (std::sscanf(v, "%ld:%lld:%7s", &r, &st, what) != 3 || (std::strcmp(what, "kill") && std::strcmp(what, "stop")))
-    throw InputError(fmt::format("NBSGD_MPI_FAULT={}: expected RANK:STEP:kill or RANK:STEP:stop", v));
+  if (std::sscanf(v, "%ld:%lld:%7s", &r, &st, what) != 3 ||
+      (std::strcmp(what, "kill") && std::strcmp(what, "stop") && std::strcmp(what, "term")))
+    throw InputError(fmt::format("NBSGD_MPI_FAULT={}: expected RANK:STEP:kill, RANK:STEP:stop or RANK:STEP:term", v));
   f.rank = static_cast<int>(r);
   f.step = st;
-  f.signo = std::strcmp(what, "kill") == 0 ? SIGKILL : SIGSTOP;
+  f.signo = std::strcmp(what, "kill") == 0 ? SIGKILL : std::strcmp(what, "stop") == 0 ? SIGSTOP : SIGTERM;
   return f;
 }
 
@@ -114,14 +115,18 @@ void share_accumulators(Setup& s, const std::vector<const Event*>& ready, int64_
   static const Fault fault = fault_from_env();
   if (fault.rank == sp.rank && fault.step == step) {
     std::fprintf(stderr, "nbsgd: rank %d: NBSGD_MPI_FAULT: %s at step %lld\n", sp.rank,
-                 fault.signo == SIGKILL ? "SIGKILL" : "SIGSTOP", static_cast<long long>(step));
+                 fault.signo == SIGKILL ? "SIGKILL" : fault.signo == SIGSTOP ? "SIGSTOP" : "SIGTERM",
+                 static_cast<long long>(step));
     std::fflush(stderr);
     std::raise(fault.signo);
   }
   NBSGD_CHECK(s.devices.backend == Backend::Host, "share_accumulators: host workers only");
   if (!s.span.agreed) check_same_run(s, step);
   const size_t floats = s.P + 2;
-  std::vector<float> mine(static_cast<size_t>(sp.count) * floats);
+  // Each rank's block: its workers' accumulators, then its signal flag.
+  const size_t block = static_cast<size_t>(sp.count) * floats + 1;
+  std::vector<float> mine(block);
+  mine[block - 1] = sp.signal && sp.signal->load() ? 1.0f : 0.0f;
   for (int k = 0; k < sp.count; ++k) {
     const int w = sp.first + k;
     if (const Event* e = ready[static_cast<size_t>(w)]) e->synchronize();
@@ -131,8 +136,10 @@ void share_accumulators(Setup& s, const std::vector<const Event*>& ready, int64_
     if (s.virtual_clock) wk.ctx().compute().synchronize();
     std::memcpy(mine.data() + static_cast<size_t>(k) * floats, wk.accumulator(step), floats * sizeof(float));
   }
-  std::vector<float> all(mine.size() * static_cast<size_t>(sp.ranks));
-  comm::ranks_allgather(mine.data(), mine.size() * sizeof(float), all.data());
+  std::vector<float> all(block * static_cast<size_t>(sp.ranks));
+  comm::ranks_allgather(mine.data(), block * sizeof(float), all.data());
+  for (int r = 0; r < sp.ranks; ++r)
+    if (all[static_cast<size_t>(r) * block + block - 1] != 0.0f) s.span.stop_all.store(true);
   // Every worker's block is its owner's (rank w / count, slot w % count); a remote
   // worker computes nothing here; its accumulator is free once its update of two
   // steps back is done (the virtual clock's has completed already).
@@ -141,7 +148,8 @@ void share_accumulators(Setup& s, const std::vector<const Event*>& ready, int64_
     Worker& wk = *s.workers[static_cast<size_t>(w)];
     wk.ctx().comm().synchronize();
     wk.accumulator_free(step).synchronize();  // the update of step-2 has zeroed it (the real clock runs ahead)
-    std::memcpy(wk.accumulator(step), all.data() + static_cast<size_t>(w) * floats, floats * sizeof(float));
+    const size_t at = static_cast<size_t>(w / sp.count) * block + static_cast<size_t>(w % sp.count) * floats;
+    std::memcpy(wk.accumulator(step), all.data() + at, floats * sizeof(float));
   }
 }
 

@@ -14,6 +14,7 @@
 // Rank r owns workers [r*n, (r+1)*n), n = --host-workers per rank (default 1).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -30,6 +31,17 @@ struct RankSpan {
   bool spans() const { return ranks > 1; }
   bool owns(int w) const { return count < 0 || (w >= first && w < first + count); }
   bool agreed = false;  // share_accumulators checked that every rank runs the same run
+  // This rank's signal flag, shared in every step's all-gather; stop_all is set on
+  // every rank, after the same step, once any rank's flag was (the run loop reads
+  // only stop_all, so that every rank stops at that step).
+  const std::atomic<bool>* signal = nullptr;
+  std::atomic<bool> stop_all{false};
+  RankSpan() = default;
+  RankSpan(const RankSpan& o) : rank(o.rank), ranks(o.ranks), first(o.first), count(o.count), agreed(o.agreed) {}
+  RankSpan& operator=(const RankSpan& o) {
+    rank = o.rank, ranks = o.ranks, first = o.first, count = o.count, agreed = o.agreed;
+    return *this;
+  }
 };
 
 // make_setup under a launch of several ranks, once the devices and the clock are
@@ -41,8 +53,10 @@ void spread_over_ranks(Setup& s, DiscoverOptions& d);
 // writer): every worker's accumulator on every rank. Collective: every rank calls it
 // once per step, in step order. The first call also checks that every rank runs the
 // same run (a fingerprint of the flags, the data and worker 0's weights): ranks
-// that differ would sum accumulators of different runs, so they stop with one line. NBSGD_MPI_FAULT=R:S:kill|stop makes rank R kill
-// (SIGKILL) or stop (SIGSTOP) itself here at step S: the failure tests' hook.
+// that differ would sum accumulators of different runs, so they stop with one line.
+// Every rank's signal flag travels with its block (RankSpan::stop_all).
+// NBSGD_MPI_FAULT=R:S:kill|stop|term makes rank R kill (SIGKILL), stop (SIGSTOP) or
+// signal (SIGTERM) itself here at step S: the failure tests' hook.
 void share_accumulators(Setup& s, const std::vector<const Event*>& ready, int64_t step);
 
 }  // namespace nbsgd::engine

@@ -178,6 +178,9 @@ RunResult run_training(const engine::TrainConfig& cfg, const RunOutput& o) {
   }
   if (o.summary)
     std::fprintf(stderr, "%s", summary_text(cfg, s, ceiling ? std::optional<double>(ceiling->sum) : std::nullopt).c_str());
+  // No rank ends before rank 0 has written its output: mpirun ends the job, and so
+  // rank 0, as soon as one rank exits non-zero (as an interrupted run does).
+  if (comm::launch().spans()) comm::ranks_sum(0);
   out.summary = s;
   out.virtual_clock = eng.virtual_clock();
   if (s.interrupted) out.signal = SignalScope::signal_number() ? SignalScope::signal_number() : SIGINT;
