@@ -20,25 +20,30 @@ void axpy(Stream& s, float a, const float* x, float* y, size_t n) { launch_1d(s,
 void sum(Stream& s, const float* x, size_t n, float* out) {
   if (s.backend() == Backend::Cuda) {
 #if NBSGD_HAVE_CUDA
+    s.note(Issue::Launch);
     cuda::sum(s.native(), s.device(), x, n, out);
 #endif
     return;
   }
-  s.host_task([x, n, out] {
-    double acc = 0.0;
-    for (size_t i = 0; i < n; ++i) acc += x[i];
-    *out = static_cast<float>(acc);
-  });
+  s.device_task(
+      [x, n, out] {
+        double acc = 0.0;
+        for (size_t i = 0; i < n; ++i) acc += x[i];
+        *out = static_cast<float>(acc);
+      },
+      Issue::Launch);
 }
 
 void delay(Stream& s, double seconds, DelayMode mode) {
   NBSGD_CHECK(seconds >= 0.0, "negative delay");
   if (s.backend() == Backend::Cuda) {
 #if NBSGD_HAVE_CUDA
+    s.note(Issue::Launch);
     cuda::delay(s.native(), s.device(), seconds, mode);
 #endif
     return;
   }
+  s.note(Issue::Launch);  // the host twin of the delay kernel
   s.hold(seconds);
 }
 

@@ -26,15 +26,18 @@ void launch_1d(Stream& s, size_t n, const F& f) {
   if (n == 0) return;
   if (s.backend() == Backend::Cuda) {
 #if NBSGD_HAVE_CUDA
+    s.note(Issue::Launch);
     detail::launch_cuda_1d(s.native(), s.device(), n, f);
 #else
     NBSGD_FAIL("CUDA stream in a build without the CUDA backend");
 #endif
     return;
   }
-  s.host_task([f, n] {
-    for (size_t i = 0; i < n; ++i) f(i);
-  });
+  s.device_task(
+      [f, n] {
+        for (size_t i = 0; i < n; ++i) f(i);
+      },
+      Issue::Launch);
 }
 
 }  // namespace nbsgd::kernels

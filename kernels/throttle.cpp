@@ -23,11 +23,12 @@ static uint64_t steady_ns() {
 void stamp(Stream& s, uint64_t* slot) {
   if (s.backend() == Backend::Cuda) {
 #if NBSGD_HAVE_CUDA
+    s.note(Issue::Launch);
     cuda::stamp(s.native(), s.device(), slot);
 #endif
     return;
   }
-  s.host_task([slot] { *slot = steady_ns(); });
+  s.device_task([slot] { *slot = steady_ns(); }, Issue::Launch);
 }
 
 void throttle(Stream& s, const uint64_t* slot, double factor, double extra_s, DelayMode mode) {
@@ -35,15 +36,18 @@ void throttle(Stream& s, const uint64_t* slot, double factor, double extra_s, De
   if (factor == 0 && extra_s == 0) return;
   if (s.backend() == Backend::Cuda) {
 #if NBSGD_HAVE_CUDA
+    s.note(Issue::Launch);
     cuda::throttle(s.native(), s.device(), slot, factor, extra_s, mode);
 #endif
     return;
   }
-  s.host_task([slot, factor, extra_s] {
-    const uint64_t now = steady_ns();
-    const double hold = factor * double(now - *slot) * 1e-9 + extra_s;
-    std::this_thread::sleep_for(std::chrono::duration<double>(hold));
-  });
+  s.device_task(
+      [slot, factor, extra_s] {
+        const uint64_t now = steady_ns();
+        const double hold = factor * double(now - *slot) * 1e-9 + extra_s;
+        std::this_thread::sleep_for(std::chrono::duration<double>(hold));
+      },
+      Issue::Launch);
 }
 
 }  // namespace nbsgd::kernels

@@ -422,3 +422,38 @@ TEST(Engine, BadCombinationsNameTheFlag) {
 
 }  // namespace
 }  // namespace nbsgd::engine
+
+namespace nbsgd::engine {
+namespace {
+
+// The issue counters on the engine's own path (issue 13, item 4; bench/issue): on
+// the real clock with --window sync, each of worker 0's mini-batches is staged by
+// one gather (a host function: the GPU path's too, until the device-resident data
+// set) and two copies on the copy stream, and the step's mini-batches are exactly
+// m per worker; the counts per mini-batch are the same in every step.
+TEST(Engine, RealClockIssueCountsPerMiniBatch) {
+  TrainConfig c = small_config();
+  c.host_workers = 2;
+  c.clock = "real";
+  c.window = "sync";
+  c.steps = 5;
+  Engine e(c);
+  std::vector<std::array<IssueCounts, 4>> at;
+  e.run([&](const StepRecord&) { at.push_back(e.issue_counts(0)); });
+  ASSERT_EQ(at.size(), 5u);
+  const std::array<IssueCounts, 4> end = e.issue_counts(0);
+  const IssueCounts copy = end[1];
+  EXPECT_EQ(copy.host_function, 5 * c.split);  // one gather per mini-batch
+  EXPECT_EQ(copy.copy, 2 * 5 * c.split);       // images and labels
+  EXPECT_EQ(copy.launch, 0);
+  // The compute stream's forward/backward: library calls and launches, the same
+  // number for every mini-batch (LeNet: its 2 convolutions and 3 linear layers,
+  // forward and backward, are library calls).
+  const IssueCounts comp = end[0];
+  EXPECT_GT(comp.library, 0);
+  EXPECT_GT(comp.launch, 0);
+  EXPECT_EQ(comp.library % (5 * c.split), 0) << comp.library;
+}
+
+}  // namespace
+}  // namespace nbsgd::engine

@@ -1,5 +1,7 @@
 #include "bodies/runtime_body.h"
 
+#include "kernels/basic.h"
+#include "runtime/device/buffer.h"
 #include "runtime/device/check.h"
 
 namespace nbsgd::test {
@@ -82,6 +84,33 @@ TEST(VirtualClock, SameWorkGivesSameTimesTwice) {
     return f.host_timestamp();
   };
   EXPECT_EQ(run(), run());
+}
+
+// The issue counters (stream.h): every kind is counted as it is enqueued, a host
+// twin as the device operation it stands for, bookkeeping not at all.
+TEST(HostStream, CountsWhatIsEnqueuedByKind) {
+  Stream s = Stream::host({});
+  Stream other = Stream::host({});
+  Buffer a(Backend::Host, 0, 64 * sizeof(float)), b(Backend::Host, 0, 64 * sizeof(float));
+  kernels::fill(s, a.as<float>(), 1.0f, 64);                          // launch
+  kernels::scale(s, a.as<float>(), 2.0f, 64);                         // launch
+  copy_async(s, b.data(), a.data(), 64 * sizeof(float));              // copy
+  s.device_task([] {}, Issue::Library);                               // library
+  int ran = 0;
+  s.host_task([&] { ++ran; });                                        // host function
+  s.host_bookkeeping([&] { ++ran; });                                 // not counted
+  Event e(Backend::Host, 0);
+  other.record(e);                                                    // other's record
+  s.wait(e);                                                          // wait
+  s.record(e);                                                        // record
+  s.synchronize();
+  other.synchronize();
+  EXPECT_EQ(ran, 2);
+  EXPECT_EQ(b.as<float>()[63], 2.0f);
+  const IssueCounts want{2, 1, 1, 1, 1, 1};
+  EXPECT_EQ(s.counts(), want);
+  EXPECT_EQ(other.counts(), (IssueCounts{0, 0, 0, 0, 1, 0}));
+  EXPECT_EQ(s.counts() - other.counts(), (IssueCounts{2, 1, 1, 1, 0, 1}));
 }
 
 TEST(HostStream, TaskErrorSurfacesAtSynchronize) {

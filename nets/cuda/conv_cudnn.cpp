@@ -72,15 +72,20 @@ class CudnnConv final : public ConvImpl {
     const PerBatch& pb = per_batch(n);
     cudnnHandle_t h = handle();
     const float one = 1.0f, zero = 0.0f;
+    ctx_.compute().note(Issue::Library);
     NBSGD_CUDNN_CHECK(dev_, cudnnConvolutionForward(h, &one, pb.x, x, wdesc_, w, cdesc_, pb.fwd, workspace_.data(),
                                                     ws_bytes_, &zero, pb.y, y));
-    if (g_.bias) NBSGD_CUDNN_CHECK(dev_, cudnnAddTensor(h, &one, bdesc_, b, &one, pb.y, y));
+    if (g_.bias) {
+      ctx_.compute().note(Issue::Library);
+      NBSGD_CUDNN_CHECK(dev_, cudnnAddTensor(h, &one, bdesc_, b, &one, pb.y, y));
+    }
   }
 
   void backward_data(int n, const float* dy, const float* w, float* dx, bool accumulate) override {
     DeviceGuard guard(dev_);  // cuDNN runs on the current device: the handle's
     const PerBatch& pb = per_batch(n);
     const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    ctx_.compute().note(Issue::Library);
     NBSGD_CUDNN_CHECK(dev_, cudnnConvolutionBackwardData(handle(), &one, wdesc_, w, pb.y, dy, cdesc_, pb.bwd_data,
                                                          workspace_.data(), ws_bytes_, &beta, pb.x, dx));
   }
@@ -90,9 +95,13 @@ class CudnnConv final : public ConvImpl {
     const PerBatch& pb = per_batch(n);
     cudnnHandle_t h = handle();
     const float one = 1.0f, zero = 0.0f;
+    ctx_.compute().note(Issue::Library);
     NBSGD_CUDNN_CHECK(dev_, cudnnConvolutionBackwardFilter(h, &one, pb.x, x, pb.y, dy, cdesc_, pb.bwd_filter,
                                                            workspace_.data(), ws_bytes_, &zero, wdesc_, dw));
-    if (g_.bias) NBSGD_CUDNN_CHECK(dev_, cudnnConvolutionBackwardBias(h, &one, pb.y, dy, &zero, bdesc_, db));
+    if (g_.bias) {
+      ctx_.compute().note(Issue::Library);
+      NBSGD_CUDNN_CHECK(dev_, cudnnConvolutionBackwardBias(h, &one, pb.y, dy, &zero, bdesc_, db));
+    }
   }
 
  private:

@@ -13,6 +13,7 @@ void gemm(DeviceContext& ctx, bool trans_a, bool trans_b, int m, int n, int k, f
   Stream& s = ctx.compute();
   if (s.backend() == Backend::Cuda) {
 #if NBSGD_HAVE_CUDA
+    s.note(Issue::Library);
     cuda::gemm(ctx.cublas(), s.native(), s.device(), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #else
     NBSGD_FAIL("CUDA stream in a build without the CUDA backend");
@@ -23,11 +24,13 @@ void gemm(DeviceContext& ctx, bool trans_a, bool trans_b, int m, int n, int k, f
   // CPU (family 6 model 207) and falls back to its SSE3 "Prescott" kernels, while
   // oneDNN picks its AVX-512 ones from the CPU's feature flags. Same row-major
   // convention.
-  s.host_task([=] {
-    const dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb,
-                                        beta, c, ldc);
-    NBSGD_CHECK(st == dnnl_success, "dnnl_sgemm failed with status " + std::to_string(int(st)));
-  });
+  s.device_task(
+      [=] {
+        const dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb,
+                                            beta, c, ldc);
+        NBSGD_CHECK(st == dnnl_success, "dnnl_sgemm failed with status " + std::to_string(int(st)));
+      },
+      Issue::Library);
 }
 
 }  // namespace nbsgd::nets

@@ -116,7 +116,8 @@ class OneDnnConv final : public ConvImpl {
       : ctx_(ctx), g_(g), eng_(dnnl::engine::kind::cpu, 0), strm_(eng_) {}
 
   void forward(int n, const float* x, const float* w, const float* b, float* y) override {
-    ctx_.compute().host_task([=, this] {
+    ctx_.compute().device_task(
+        [=, this] {
       Prims& p = prims(n);
       ThreadWorkspaces& ws = thread_workspaces();
       memory dst = p.f_dst.output(y, ws.dst, false);
@@ -128,31 +129,37 @@ class OneDnnConv final : public ConvImpl {
       p.fwd.execute(strm_, args);
       p.f_dst.finish(strm_, dst, y, false);
       strm_.wait();
-    });
+        },
+        Issue::Library);
   }
 
   void backward_data(int n, const float* dy, const float* w, float* dx, bool accumulate) override {
-    ctx_.compute().host_task([=, this] {
+    ctx_.compute().device_task(
+        [=, this] {
       Prims& p = prims(n);
       ThreadWorkspaces& ws = thread_workspaces();
       run_backward_data(p, ws, p.d_ddst.input(strm_, dy, ws.dst), w, dx, accumulate);
       strm_.wait();
-    });
+        },
+        Issue::Library);
   }
 
   void backward_weights(int n, const float* x, const float* dy, float* dw, float* db) override {
-    ctx_.compute().host_task([=, this] {
+    ctx_.compute().device_task(
+        [=, this] {
       Prims& p = prims(n);
       ThreadWorkspaces& ws = thread_workspaces();
       run_backward_weights(p, ws, x, p.w_ddst.input(strm_, dy, ws.dst), dw, db);
       strm_.wait();
-    });
+        },
+        Issue::Library);
   }
 
   // dy is converted once when both passes want it in the same layout.
   void backward(int n, const float* x, const float* dy, const float* w, float* dw, float* db, float* dx,
                 bool accumulate) override {
-    ctx_.compute().host_task([=, this] {
+    ctx_.compute().device_task(
+        [=, this] {
       Prims& p = prims(n);
       ThreadWorkspaces& ws = thread_workspaces();
       const memory ddst = p.w_ddst.input(strm_, dy, ws.dst);
@@ -162,7 +169,8 @@ class OneDnnConv final : public ConvImpl {
         run_backward_data(p, ws, shared ? ddst : p.d_ddst.input(strm_, dy, ws.dst2), w, dx, accumulate);
       }
       strm_.wait();
-    });
+        },
+        Issue::Library);
   }
 
  private:

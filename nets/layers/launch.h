@@ -47,7 +47,7 @@ void run_planes(const F& f, int64_t lo, int64_t hi) {
 template <class F>
 void launch_host(Stream& s, size_t n, const F& f, size_t grain = 1) {
   if (n == 0) return;
-  s.host_task([f, n, grain] {
+  s.device_task([f, n, grain] {
     const int64_t m = static_cast<int64_t>(n);
 #pragma omp parallel if (n * grain >= kParallelThreshold && n > 1)
     {
@@ -64,7 +64,7 @@ void launch_host(Stream& s, size_t n, const F& f, size_t grain = 1) {
         for (int64_t i = lo; i < hi; ++i) g(static_cast<size_t>(i));
       }
     }
-  });
+  }, Issue::Launch);
 }
 
 template <class F>

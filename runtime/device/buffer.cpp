@@ -79,18 +79,20 @@ void Buffer::release() {
 void copy_async(Stream& s, void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
   if (s.backend() == Backend::Cuda) {
+    s.note(Issue::Copy);
     cuda_backend::copy_async(s.native(), s.device(), dst, src, bytes);
   } else {
-    s.host_task([dst, src, bytes] { std::memcpy(dst, src, bytes); });
+    s.device_task([dst, src, bytes] { std::memcpy(dst, src, bytes); }, Issue::Copy);
   }
 }
 
 void copy_peer_async(Stream& s, void* dst, int dst_device, const void* src, int src_device, size_t bytes) {
   if (bytes == 0) return;
   if (s.backend() == Backend::Cuda) {
+    s.note(Issue::Copy);
     cuda_backend::copy_peer_async(s.native(), dst, dst_device, src, src_device, bytes);
   } else {
-    s.host_task([dst, src, bytes] { std::memcpy(dst, src, bytes); });
+    s.device_task([dst, src, bytes] { std::memcpy(dst, src, bytes); }, Issue::Copy);
   }
 }
 

@@ -65,8 +65,28 @@ Backend Stream::backend() const { return impl_->backend(); }
 int Stream::device() const { return impl_->device(); }
 const std::string& Stream::name() const { return impl_->name(); }
 ClockKind Stream::clock() const { return impl_->clock(); }
+namespace {
+enum Slot { kLaunch, kLibrary, kHostFunction, kWait, kRecord, kCopy };
+int slot_of(Issue as) { return as == Issue::Launch ? kLaunch : as == Issue::Library ? kLibrary : kCopy; }
+}  // namespace
+
 void Stream::host_task(std::function<void()> fn, double modelled_s) {
+  impl_->issued[kHostFunction].fetch_add(1, std::memory_order_relaxed);
   impl_->host_task(std::move(fn), modelled_s);
+}
+void Stream::device_task(std::function<void()> fn, Issue as) {
+  NBSGD_CHECK(backend() == Backend::Host, "device_task: the host twin of a device operation, on a host stream");
+  impl_->issued[slot_of(as)].fetch_add(1, std::memory_order_relaxed);
+  impl_->host_task(std::move(fn), 0.0);
+}
+void Stream::host_bookkeeping(std::function<void()> fn) {
+  NBSGD_CHECK(backend() == Backend::Host, "host_bookkeeping: host streams only");
+  impl_->host_task(std::move(fn), 0.0);
+}
+void Stream::note(Issue as) { impl_->issued[slot_of(as)].fetch_add(1, std::memory_order_relaxed); }
+IssueCounts Stream::counts() const {
+  auto at = [this](int k) { return impl_->issued[k].load(std::memory_order_relaxed); };
+  return {at(kLaunch), at(kLibrary), at(kHostFunction), at(kWait), at(kRecord), at(kCopy)};
 }
 void Stream::hold(double seconds) {
   NBSGD_CHECK(seconds >= 0, "negative hold");
@@ -79,10 +99,12 @@ void Stream::end_cancellable() { impl_->end_cancellable(); }
 int Stream::abandon_holds() { return impl_->abandon_holds(); }
 void Stream::record(Event& e) {
   NBSGD_CHECK(e.valid() && e.backend() == backend(), "record: event of another backend");
+  impl_->issued[kRecord].fetch_add(1, std::memory_order_relaxed);
   impl_->record(*e.impl());
 }
 void Stream::wait(const Event& e) {
   NBSGD_CHECK(e.valid() && e.backend() == backend(), "wait: event of another backend");
+  impl_->issued[kWait].fetch_add(1, std::memory_order_relaxed);
   impl_->wait(*e.impl());
 }
 void Stream::synchronize() { impl_->synchronize(); }

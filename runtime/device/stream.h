@@ -10,6 +10,7 @@
 // event recorded on another, without blocking the host.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -55,6 +56,30 @@ class Event {
   std::unique_ptr<EventImpl> impl_;
 };
 
+// What a stream was asked to do, by kind (issue 13: the work per mini-batch). Counted
+// as it is enqueued, on both backends, so the host backend's issue path, which
+// mirrors the CUDA one call for call, gives the CUDA path's counts without a GPU.
+//   launch        a kernel (CUDA), or its host twin: a functor's loop;
+//   library       a cuBLAS/cuDNN call (CUDA), or its host twin (oneDNN, dnnl_sgemm);
+//   host_function a host function in the stream (cudaLaunchHostFunc): the GPU waits
+//                 for the host to run it;
+//   wait, record  a stream's wait on an event, an event's record;
+//   copy          a memcpy in the stream.
+struct IssueCounts {
+  int64_t launch = 0, library = 0, host_function = 0, wait = 0, record = 0, copy = 0;
+  IssueCounts operator-(const IssueCounts& o) const {
+    return {launch - o.launch, library - o.library, host_function - o.host_function,
+            wait - o.wait,     record - o.record,   copy - o.copy};
+  }
+  IssueCounts& operator+=(const IssueCounts& o) {
+    launch += o.launch, library += o.library, host_function += o.host_function;
+    wait += o.wait, record += o.record, copy += o.copy;
+    return *this;
+  }
+  bool operator==(const IssueCounts&) const = default;
+};
+enum class Issue { Launch, Library, Copy };
+
 struct StreamOptions {
   std::string name = "stream";
   ClockKind clock = ClockKind::Real;  // host backend only
@@ -85,6 +110,16 @@ class Stream {
   // the function must not call CUDA). On the host backend with the virtual clock,
   // `modelled_s` is added to the stream's time after the function ran.
   void host_task(std::function<void()> fn, double modelled_s = 0.0);
+  // The host backend's twin of a device operation (a kernel, a library call, a
+  // copy): an ordered task like host_task, counted as `as`. Host streams only.
+  void device_task(std::function<void()> fn, Issue as);
+  // Host backend only: bookkeeping that has no counterpart on a GPU (the host's own
+  // counters), an ordered task that the counts leave out.
+  void host_bookkeeping(std::function<void()> fn);
+  // Counts a device operation enqueued on a CUDA stream (kernels, cuBLAS, cuDNN, copies).
+  void note(Issue as);
+  // Everything enqueued on this stream so far, by kind.
+  IssueCounts counts() const;
   // Holds the stream for `seconds` of its clock: modelled on the virtual clock, a
   // real sleep on the host real clock. CUDA streams use kernels::delay instead.
   void hold(double seconds);
@@ -150,6 +185,8 @@ class StreamImpl {
   virtual void begin_cancellable(std::function<bool()>, int*) {}
   virtual void end_cancellable() {}
   virtual int abandon_holds() { return 0; }
+  // Stream's counters (relaxed: read between steps, written by the issuing threads).
+  std::atomic<int64_t> issued[6] = {};
 };
 
 }  // namespace nbsgd

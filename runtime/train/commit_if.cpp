@@ -16,6 +16,7 @@ void commit_if(Stream& s, const float* scratch, float* accumulator, size_t P, co
   const size_t n = P + 2;
   if (s.backend() == Backend::Cuda) {
 #if NBSGD_HAVE_CUDA
+    s.note(Issue::Launch);
     cuda::commit_if(s.native(), s.device(), n, op);
 #else
     NBSGD_FAIL("CUDA stream in a build without the CUDA backend");
@@ -23,7 +24,7 @@ void commit_if(Stream& s, const float* scratch, float* accumulator, size_t P, co
     return;
   }
   // The host twin: the whole range is one block, so the flag is read once.
-  s.host_task([op, n] { commit_block(op, 0, n, 1, [&op] { return op.counted(); }); });
+  s.device_task([op, n] { commit_block(op, 0, n, 1, [&op] { return op.counted(); }); }, Issue::Launch);
 }
 
 }  // namespace nbsgd::engine

@@ -394,6 +394,11 @@ int64_t Engine::train_samples() const { return impl_->s->data.train.n; }
 const DeviceList& Engine::devices() const { return impl_->s->devices; }
 std::vector<uint64_t> Engine::replica_hashes() const { return impl_->replica_hashes(); }
 std::vector<std::vector<float>> Engine::replicas() const { return impl_->replicas(); }
+std::array<IssueCounts, 4> Engine::issue_counts(int i) const {
+  NBSGD_CHECK(i >= 0 && i < impl_->n(), "issue_counts: no such worker");
+  DeviceContext& c = impl_->s->workers[static_cast<size_t>(i)]->ctx();
+  return {c.compute().counts(), c.copy().counts(), c.comm().counts(), c.update().counts()};
+}
 void Engine::set_replica(int i, const std::vector<float>& p) {
   NBSGD_CHECK(i >= 0 && i < impl_->n(), "set_replica: no such worker");
   impl_->s->workers[static_cast<size_t>(i)]->upload_params(p);

@@ -11,6 +11,7 @@
 // trainer, with the same set-up, metrics, checkpoints and summary.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "runtime/device/device.h"
+#include "runtime/device/stream.h"
 #include "runtime/train/config.h"
 #include "runtime/train/records.h"
 
@@ -60,6 +62,9 @@ class Engine {
   // Host copies of every replica's parameters; replace replica i (tests).
   std::vector<std::vector<float>> replicas() const;
   void set_replica(int i, const std::vector<float>& params);
+  // What worker i's streams were asked to do so far (stream.h's IssueCounts): its
+  // compute, copy, comm and update streams, in that order.
+  std::array<IssueCounts, 4> issue_counts(int i) const;
   // Gossip exchanges: worker i's (j, W_ij) in `step`, as the exchange uses them.
   std::vector<std::vector<std::pair<int, double>>> step_weights(int64_t step) const;
 

@@ -19,7 +19,7 @@ Worker::Worker(int index, const Device& device, ClockKind clock, const std::stri
   if (device.backend == Backend::Host) {
     // OpenMP's thread count is per thread: set it on each stream's own thread.
     for (Stream* s : {&ctx_->compute(), &ctx_->comm(), &ctx_->copy(), &ctx_->update()})
-      s->host_task([host_threads] { omp_set_num_threads(host_threads); });
+      s->host_bookkeeping([host_threads] { omp_set_num_threads(host_threads); });
   }
   model_ = std::make_unique<nets::Model>(nets::Model::create(net, *ctx_, max_mini_batch, seed));
   P_ = model_->num_params();
@@ -74,7 +74,7 @@ void Worker::stage_and_compute(int k, const data::Dataset& ds, const std::vector
   compute.wait(s.staged);
   compute.wait(update_done);
   if (stamp) kernels::stamp(compute, stamp);
-  if (host_counts_) compute.host_task([this] { ++computed_; });
+  if (host_counts_) compute.host_bookkeeping([this] { ++computed_; });
   model_->forward_backward(s.x.as<float>(), s.y.as<int32_t>(), n, s.scratch.as<float>());
 }
 
