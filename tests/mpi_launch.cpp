@@ -115,6 +115,21 @@ std::string slurp(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
+// Every tensor of the two folders' checkpoints (every replica, momentum included),
+// bit for bit.
+void expect_same_tensors(const std::string& a_dir, const std::string& b_dir) {
+  const LoadedTensors ta = load_safetensors(a_dir + "/checkpoint.safetensors");
+  const LoadedTensors tb = load_safetensors(b_dir + "/checkpoint.safetensors");
+  ASSERT_EQ(ta.tensors.size(), tb.tensors.size());
+  for (const auto& [name, t] : tb.tensors) {
+    auto it = ta.tensors.find(name);
+    ASSERT_NE(it, ta.tensors.end()) << name;
+    ASSERT_EQ(it->second.second.size(), t.second.size()) << name;
+    EXPECT_EQ(0, std::memcmp(it->second.second.data(), t.second.data(), t.second.size() * sizeof(float)))
+        << "tensor " << name << " differs";
+  }
+}
+
 // The same losses, windows and times (metrics.jsonl, as text) and the same tensors
 // (every replica, momentum included), bit for bit.
 void expect_same_run(const std::string& mpi_dir, const std::string& one_dir) {
@@ -130,16 +145,7 @@ void expect_same_run(const std::string& mpi_dir, const std::string& one_dir) {
   sa.erase("wall_s");
   sb.erase("wall_s");
   EXPECT_EQ(sa.dump(), sb.dump());
-  const LoadedTensors ta = load_safetensors(mpi_dir + "/checkpoint.safetensors");
-  const LoadedTensors tb = load_safetensors(one_dir + "/checkpoint.safetensors");
-  ASSERT_EQ(ta.tensors.size(), tb.tensors.size());
-  for (const auto& [name, t] : tb.tensors) {
-    auto it = ta.tensors.find(name);
-    ASSERT_NE(it, ta.tensors.end()) << name;
-    ASSERT_EQ(it->second.second.size(), t.second.size()) << name;
-    EXPECT_EQ(0, std::memcmp(it->second.second.data(), t.second.data(), t.second.size() * sizeof(float)))
-        << "tensor " << name << " differs";
-  }
+  expect_same_tensors(mpi_dir, one_dir);
 }
 
 // R ranks x W workers each against one process of R*W workers, same flags.
@@ -277,16 +283,7 @@ TEST(Mpi, RealClockSyncOnTwoRanksEqualsOneProcess) {
     EXPECT_EQ(lb[i]["finished"], la[i]["finished"]);
     EXPECT_EQ(lb[i]["samples"], la[i]["samples"]);
   }
-  const LoadedTensors ta = load_safetensors(many + "/checkpoint.safetensors");
-  const LoadedTensors tb = load_safetensors(one + "/checkpoint.safetensors");
-  ASSERT_EQ(ta.tensors.size(), tb.tensors.size());
-  for (const auto& [name, t] : tb.tensors) {
-    auto it = ta.tensors.find(name);
-    ASSERT_NE(it, ta.tensors.end()) << name;
-    ASSERT_EQ(it->second.second.size(), t.second.size()) << name;
-    EXPECT_EQ(0, std::memcmp(it->second.second.data(), t.second.data(), t.second.size() * sizeof(float)))
-        << "tensor " << name << " differs";
-  }
+  expect_same_tensors(many, one);
 }
 
 // The real clock's window across four ranks, with stragglers: rank 0 decides every

@@ -229,16 +229,7 @@ class RealDriver final : public WindowDriver {
     else
       cv_.wait(lk, all_idle);
     if (issue_error_) std::rethrow_exception(issue_error_);
-    out.ready.assign(N, nullptr);
-    out.running.assign(N, nullptr);
-    for (int w = 0; w < N; ++w) {
-      out.ready[w] = last_counted_[w] >= 0 ? &s_.workers[w]->slot(last_counted_[w]).done
-                                           : &s_.workers[w]->accumulator_free(step);
-      // The window is closed: a mini-batch of this step that began is running or
-      // done (those that did not are skipped), and the last one to begin ends last.
-      const int64_t st = started_[w].load();
-      if (!sync_ && st >= 0 && st / kSlotCode == step) out.running[w] = &s_.workers[w]->slot(int(st % kSlotCode)).done;
-    }
+    fill_events(step, out);
     if (!sync_) {
       out.finished = ctl_.finished();
       out.samples = ctl_.finished_samples();
@@ -478,6 +469,20 @@ class RealDriver final : public WindowDriver {
     } else {
       out.delay_s = delay_s_;
     }
+    fill_events(step, out);
+    out.open_t.assign(N, t0 - clock_base_);
+    step_ = -1;
+    lk.unlock();
+    share_accumulators(s_, out.ready, step);
+  }
+
+  // Under the lock, every issuer stopped: each worker's accumulator's last writer
+  // (its last counted slot's done event, or the update that freed it) and the end
+  // of its running mini-batch. The window is closed: a mini-batch of this step that
+  // began is running or done (those that did not are skipped), and the last one to
+  // begin ends last.
+  void fill_events(int64_t step, StepWindow& out) {
+    const int N = s_.n();
     out.ready.assign(N, nullptr);
     out.running.assign(N, nullptr);
     for (int w = 0; w < N; ++w) {
@@ -486,10 +491,6 @@ class RealDriver final : public WindowDriver {
       const int64_t st = started_[w].load();
       if (!sync_ && st >= 0 && st / kSlotCode == step) out.running[w] = &s_.workers[w]->slot(int(st % kSlotCode)).done;
     }
-    out.open_t.assign(N, t0 - clock_base_);
-    step_ = -1;
-    lk.unlock();
-    share_accumulators(s_, out.ready, step);
   }
 
   // Rank 0's queue operations, {op, a, b} each after the count, on this rank's queue.
