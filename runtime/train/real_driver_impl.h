@@ -1,0 +1,248 @@
+// RealDriver's class (real_driver.cpp: the window on the real clock; real_driver_ranks.cpp:
+// the same window decided across the ranks of a launch). Internal to those two files.
+#pragma once
+
+#include <atomic>
+#include <bit>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "runtime/device/check.h"
+#include "runtime/device/comm/launch.h"
+#include "runtime/train/timeline.h"
+#include "runtime/train/virtual_driver.h"
+
+namespace nbsgd::engine::real_clock {
+
+// The window's messages across ranks: int64 words (doubles by their bits).
+enum : int64_t { kNext = 1, kDone = 2, kIdle = 3, kBye = 4 };  // to rank 0 (tag kReqTag)
+enum : int64_t { kClose = 1, kResult = 2, kFin = 3 };            // from rank 0 (tag kCourierTag)
+constexpr int kReqTag = 1, kCourierTag = 2;
+inline int next_reply_tag(int w) { return 16 + 2 * w; }
+inline int flag_reply_tag(int w) { return 17 + 2 * w; }
+inline int64_t dbits(double d) { return std::bit_cast<int64_t>(d); }
+inline double bitsd(int64_t b) { return std::bit_cast<double>(b); }
+inline std::vector<int64_t> words(const std::vector<unsigned char>& b) {
+  std::vector<int64_t> w(b.size() / sizeof(int64_t));
+  if (!w.empty()) std::memcpy(w.data(), b.data(), w.size() * sizeof(int64_t));
+  return w;
+}
+inline void send_words(int dest, int tag, const std::vector<int64_t>& w, const char* what) {
+  comm::ranks_send(dest, tag, w.data(), w.size() * sizeof(int64_t), what);
+}
+// steady_clock since its epoch (CLOCK_MONOTONIC: one clock for every process of a
+// machine), minus steady_now_s(), whose origin is this process's own.
+inline double monotonic_offset_s() {
+  static const double off =
+      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count() - steady_now_s();
+  return off;
+}
+// Queue operations rank 0 logs for the others to replay: {op, a, b}.
+enum : int64_t { kTake = 0, kCommit = 1, kGiveBack = 2 };
+
+class RealDriver final : public WindowDriver {
+ public:
+  RealDriver(Setup& s, Exchange&)
+      : s_(s),
+        ctl_(s.ctl),
+        sync_(s.ctl.window.kind == WindowKind::Sync),
+        coord_(s.span.spans() && s.span.rank == 0),
+        remote_(s.span.spans() && s.span.rank != 0) {
+    const int N = s.n();
+    clock_base_ = steady_now_s();
+    inflight_.assign(N, 0);
+    last_done_t_.assign(N, 0.0);
+    trace_prev_end_.assign(N, 0.0);
+    next_slot_.assign(N, 0);
+    plan_.resize(N);
+    for (auto& w : s.workers) skipped_.emplace_back(w->slots(), 0);
+    started_ = std::vector<std::atomic<int64_t>>(static_cast<size_t>(N));
+    for (auto& a : started_) a.store(-1);
+    for (auto& w : s.workers) {
+      flags_.push_back(Buffer::mapped(w->ctx().backend(), w->slots() * sizeof(int)));
+      stamps_.push_back(Buffer(w->ctx().backend(), w->ctx().device().ordinal, w->slots() * sizeof(uint64_t)));
+    }
+    counted_in_step_.assign(N, 0);
+    for (int i = 0; i < N; ++i)
+      if (s.span.owns(i)) issuers_.emplace_back([this, i] { issuer_loop(i); });
+    if (coord_) coordinator_ = std::thread([this] { coordinator_loop(); });
+    if (remote_) courier_ = std::thread([this] { courier_loop(); });
+  }
+  ~RealDriver() override { stop(); }
+
+  double now() const override { return steady_now_s() - clock_base_; }
+  std::string save_state() const override { return nlohmann::json{{"real_clock_s", now()}}.dump(); }
+  // A resumed real-clock run continues the clock of its checkpoint.
+  void restore_state(const std::string& state, int64_t) override {
+    auto st = nlohmann::json::parse(state, nullptr, false);
+    if (st.is_discarded() || !st.is_object() || !st.contains("real_clock_s") || !st["real_clock_s"].is_number())
+      throw InputError("it was written by a virtual-clock run; resume it with --clock virtual");
+    clock_base_ = steady_now_s() - st["real_clock_s"].get<double>();
+  }
+  int64_t wasted() const override {
+    std::lock_guard<std::mutex> lk(m_);
+    return wasted_;
+  }
+
+  void stop() override;
+  int abandoned_holds() const override { return abandoned_holds_; }
+  void take_spans(std::vector<TraceSpan>& out) override {
+    std::lock_guard<std::mutex> lk(m_);
+    for (auto& sp : trace_buf_) out.push_back(sp);
+    trace_buf_.clear();
+  }
+  int64_t skipped() const override {
+    std::lock_guard<std::mutex> lk(m_);
+    return skipped_before_start_;
+  }
+
+  void step(int64_t step, StepWindow& out) override;
+
+ private:
+  // Waits (under lk) until pred(), for at most NBSGD_MPI_TIMEOUT_S: another rank
+  // that died or hangs stops every rank with one line.
+  template <class Pred>
+  void wait_bounded_for(std::unique_lock<std::mutex>& lk, Pred pred, const char* what) {
+    const double limit = comm::rank_timeout_s();
+    if (!cv_.wait_for(lk, std::chrono::duration<double>(limit), pred))
+      comm::ranks_fail(fmt::format("{}: nothing within {:g} s (NBSGD_MPI_TIMEOUT_S): a rank died or hangs; "
+                                   "stopping every rank (the last complete checkpoint is kept)",
+                                   what, limit));
+  }
+  template <class Pred>
+  void wait_bounded_for(Pred pred, const char* what) {
+    std::unique_lock<std::mutex> lk(m_);
+    wait_bounded_for(lk, pred, what);
+  }
+
+  // NBSGD_MPI_STATS=1: the window's cost across ranks, one line at the run's end.
+  void report_stats();
+
+  // Rank 0, under the lock: the close of `step` to every other rank, once.
+  void announce_close(int64_t step);
+
+  // Rank 0's epoch queue, logged for the other ranks' replay (windows that decide).
+  std::optional<data::MiniBatch> q_take(int size) {
+    auto mb = s_.queue->take(size);
+    if (coord_) qlog_.insert(qlog_.end(), {kTake, size, mb ? static_cast<int64_t>(mb->id) : -1});
+    return mb;
+  }
+  void q_commit(const data::MiniBatch& mb) {
+    if (coord_) qlog_.insert(qlog_.end(), {kCommit, static_cast<int64_t>(mb.id), 0});
+    s_.queue->commit(mb);
+  }
+  void q_give_back(data::MiniBatch mb) {
+    if (coord_) qlog_.insert(qlog_.end(), {kGiveBack, static_cast<int64_t>(mb.id), 0});
+    s_.queue->give_back(std::move(mb));
+  }
+
+  // ---- rank 0 of several: the coordinator thread.
+  void coordinator_loop();
+
+  // Under the lock: one request of another rank's worker, for a step begun.
+  void handle(int src, const std::vector<int64_t>& msg);
+
+  // ---- another rank: rank 0's close, result and end, as they come.
+  void courier_loop();
+
+  // Another rank's step: rank 0 decides it.
+  void remote_step(int64_t step, StepWindow& out);
+
+  // Under the lock: each worker's accumulator's last writer, its running mini-batch.
+  void fill_events(int64_t step, StepWindow& out);
+
+  // Rank 0's queue operations, {op, a, b} each after the count, on this rank's queue.
+  void replay(const int64_t* log);
+
+  // Another rank's worker w: its next mini-batch of the step, from rank 0.
+  std::optional<data::MiniBatch> remote_next(int w, int64_t step);
+
+  // --window sync: hand out every worker's m mini-batches now, round-robin.
+  void plan_sync_step(StepWindow& out);
+
+  void wait_for_close(std::unique_lock<std::mutex>& lk);
+
+  void issuer_loop(int w);
+
+  // The next mini-batch of worker w in this step, or nothing.
+  std::optional<data::MiniBatch> next(int w, int64_t step, size_t& planned);
+
+  // What a traced mini-batch (or stall) learns on its way through the stream: host
+  // times on the steady clock, < 0 where unknown (CUDA).
+  struct Probe {
+    double begin = -1, mid = -1;  // mid: the injected throttle's start
+    double not_before = 0;        // CUDA: its window's open
+  };
+
+  // Under the lock: the spans of a traced mini-batch that ended at steady time t.
+  void record_span(int w, int64_t step, const Probe& p, double t, int size, TraceSpan::Fate fate);
+
+  // trace: the step's window open (steady clock) when the step is traced.
+  void issue(int w, int64_t step, std::optional<double> trace);
+
+  // A host task after the mini-batch: counted or cancelled, into the mapped flag.
+  void enqueue_notice(int w, int k, int64_t step, data::MiniBatch mb, int actual, const int* skipped,
+                      std::shared_ptr<Probe> probe);
+
+  Setup& s_;
+  StepController ctl_;
+  const bool sync_;
+  double clock_base_ = 0;
+  mutable std::mutex m_;
+  std::condition_variable cv_;
+  int64_t step_ = -1;  // the step whose window is open
+  std::vector<int> inflight_, pending_, last_counted_, next_slot_;
+  std::vector<bool> idle_;
+  std::vector<double> delay_s_;
+  std::vector<std::vector<data::MiniBatch>> plan_;
+  int64_t wasted_ = 0, reported_wasted_ = 0;
+  int64_t skipped_before_start_ = 0;  // cancelled before they began: no work done
+  std::atomic<int64_t> closed_through_{-1};  // the latest step whose window closed
+  // Per worker: step * kSlotCode + slot of the latest mini-batch that began (-1).
+  static constexpr int64_t kSlotCode = 1 << 16;
+  std::vector<std::atomic<int64_t>> started_;
+  std::vector<std::vector<int>> skipped_;    // per worker, per slot: set by the stream
+  int abandoned_holds_ = 0;
+  std::vector<double> last_done_t_;  // per worker: its latest completion notice  // cumulative: a cancellation is noticed when it ends
+  double last_notice_t_ = 0;
+  // Tracing: the step's flag and window open (steady clock) for the issuers, the
+  // spans reported and not yet taken, and per worker the latest traced end (run clock).
+  bool trace_step_ = false;
+  double step_open_ = 0;
+  std::vector<TraceSpan> trace_buf_;
+  std::vector<double> trace_prev_end_;
+  std::vector<Buffer> flags_, stamps_;
+  std::vector<std::thread> issuers_;
+  int64_t issue_gen_ = -1;
+  bool shutting_down_ = false;
+  std::exception_ptr issue_error_;
+  // Across ranks (ranks.h). coord_: rank 0 of several, remote_: another rank.
+  const bool coord_, remote_;
+  std::thread coordinator_, courier_;
+  std::atomic<bool> coord_cancel_{false}, courier_cancel_{false};
+  int64_t begun_ = -1;       // rank 0: the latest step begun
+  int64_t close_sent_ = -1;  // rank 0: the latest step whose close it sent
+  std::vector<std::pair<int, std::vector<int64_t>>> deferred_;  // rank 0: requests for a step not begun yet
+  std::map<uint64_t, data::MiniBatch> remote_out_;  // rank 0: handed out to other ranks' workers, by id
+  std::vector<int64_t> qlog_;                        // rank 0: queue operations since the last result
+  bool coord_done_ = false;                          // rank 0: the coordinator has ended
+  std::map<uint64_t, data::MiniBatch> replay_out_;   // another rank: its queue's replayed hand-outs
+  std::vector<int64_t> result_;                      // another rank: rank 0's latest result
+  int64_t result_step_ = -1;
+  std::vector<int> counted_in_step_;  // another rank: counted answers received, per worker
+  bool fin_ = false;                  // another rank: rank 0's coordinator has ended
+  // Per step (s): another rank, rank 0's close to its arrival here; rank 0, the
+  // close to the end of its sending.
+  std::vector<double> close_delays_;
+};
+
+}  // namespace nbsgd::engine::real_clock
