@@ -44,9 +44,13 @@ nlohmann::json to_json(const IssueCounts& c) {
 int main(int argc, char** argv) {
   CLI::App app{"bench_issue: the engine's enqueued work per mini-batch and per step"};
   std::string json, data_dir = "/usr/share/datasets/fashion-mnist";
+  std::string gather = "device";
   int a = 2, b = 6;
   app.add_option("--json", json, "Write results here");
   app.add_option("--data-dir", data_dir, "Fashion-MNIST directory")->capture_default_str();
+  app.add_option("--gather", gather, "Where mini-batches are formed: device or host (nbsgd train --gather)")
+      ->check(CLI::IsMember({"device", "host"}))
+      ->capture_default_str();
   app.add_option("--from", a, "Steps of the first run")->capture_default_str();
   app.add_option("--to", b, "Steps of the second")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -73,6 +77,7 @@ int main(int argc, char** argv) {
       t.host_workers = 2;
       t.clock = "real";
       t.window = window;
+      t.gather = gather;
       t.quiet = true;
       // Two runs, of A and of B steps: the difference is B - A steps' work, the
       // set-up and the final evaluation cancelling out. Summed over both workers.
@@ -97,8 +102,8 @@ int main(int argc, char** argv) {
   }
   const char* streams[4] = {"compute", "copy", "comm", "update"};
   std::printf("bench_issue: host backend (its issue path mirrors CUDA's call for call), real clock, 2 host workers, "
-              "steps %d..%d (a run of %d against one of %d)\n",
-              a + 1, b, b, a);
+              "steps %d..%d (a run of %d against one of %d), --gather %s\n",
+              a + 1, b, b, a, gather.c_str());
   std::printf("per mini-batch issued (compute and copy streams) and per step and worker (comm and update streams)\n");
   std::printf("%-9s %-8s %-8s %7s %8s %8s %6s %7s %5s\n", "net", "window", "stream", "launch", "library", "hostfn",
               "wait", "record", "copy");
@@ -113,6 +118,7 @@ int main(int argc, char** argv) {
                   per_mb ? "mini-batch" : "step");
       out.push_back({{"net", r.net},
                      {"window", r.window},
+                     {"gather", gather},
                      {"stream", streams[k]},
                      {"per", per_mb ? "mini-batch" : "step"},
                      {"divisor", d},

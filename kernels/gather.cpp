@@ -4,7 +4,7 @@
 
 namespace nbsgd::kernels {
 
-void gather_normalize(Stream& s, const GatherNormalizeOp& op, size_t count) {
+void gather(Stream& s, const GatherOp& op, size_t count) {
   launch_1d(s, count * static_cast<size_t>(op.sample), op);
 }
 

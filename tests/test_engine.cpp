@@ -427,32 +427,62 @@ namespace nbsgd::engine {
 namespace {
 
 // The issue counters on the engine's own path (issue 13, item 4; bench/issue): on
-// the real clock with --window sync, each of worker 0's mini-batches is staged by
-// one gather (a host function: the GPU path's too, until the device-resident data
-// set) and two copies on the copy stream, and the step's mini-batches are exactly
-// m per worker; the counts per mini-batch are the same in every step.
-TEST(Engine, RealClockIssueCountsPerMiniBatch) {
+// the real clock with --window sync, each of worker 0's mini-batches is staged on
+// the copy stream, and the step's mini-batches are exactly m per worker; the counts
+// per mini-batch are the same in every step. With the training set on the device
+// (--gather device, the default) a mini-batch is one copy (its indices) and one
+// gather kernel, and no host function: the GPU never waits for the host to stage
+// it. With --gather host: a host function (the gather into pinned memory) and two
+// copies (images, labels).
+IssueCounts copy_counts(const std::string& gather, IssueCounts* compute = nullptr) {
   TrainConfig c = small_config();
   c.host_workers = 2;
   c.clock = "real";
   c.window = "sync";
   c.steps = 5;
+  c.gather = gather;
   Engine e(c);
-  std::vector<std::array<IssueCounts, 4>> at;
-  e.run([&](const StepRecord&) { at.push_back(e.issue_counts(0)); });
-  ASSERT_EQ(at.size(), 5u);
+  e.run([](const StepRecord&) {});
   const std::array<IssueCounts, 4> end = e.issue_counts(0);
-  const IssueCounts copy = end[1];
-  EXPECT_EQ(copy.host_function, 5 * c.split);  // one gather per mini-batch
-  EXPECT_EQ(copy.copy, 2 * 5 * c.split);       // images and labels
-  EXPECT_EQ(copy.launch, 0);
+  if (compute) *compute = end[0];
+  return end[1];
+}
+
+TEST(Engine, RealClockIssueCountsPerMiniBatch) {
+  const int mbs = 5 * small_config().split;
+  IssueCounts comp;
+  const IssueCounts dev = copy_counts("device", &comp);
+  EXPECT_EQ(dev.host_function, 0);
+  EXPECT_EQ(dev.copy, mbs);    // the indices
+  EXPECT_EQ(dev.launch, mbs);  // the gather
+  const IssueCounts host = copy_counts("host");
+  EXPECT_EQ(host.host_function, mbs);  // one gather per mini-batch
+  EXPECT_EQ(host.copy, 2 * mbs);       // images and labels
+  EXPECT_EQ(host.launch, 0);
   // The compute stream's forward/backward: library calls and launches, the same
   // number for every mini-batch (LeNet: its 2 convolutions and 3 linear layers,
   // forward and backward, are library calls).
-  const IssueCounts comp = end[0];
   EXPECT_GT(comp.library, 0);
   EXPECT_GT(comp.launch, 0);
-  EXPECT_EQ(comp.library % (5 * c.split), 0) << comp.library;
+  EXPECT_EQ(comp.library % mbs, 0) << comp.library;
+}
+
+// A mini-batch gathered on the device from the uploaded training set is the host
+// loader's, bit for bit: the same run with --gather device and --gather host gives
+// the same losses and the same replicas, on both clocks' deterministic paths.
+TEST(Engine, DeviceGatherTrainsExactlyLikeTheHostGather) {
+  for (const char* window : {"sync", "fastest"}) {
+    TrainConfig c = small_config();
+    c.steps = 6;
+    c.window = window;
+    c.slowdown = "1,1,2,4";
+    c.gather = "host";
+    const RunOut host = run(c);
+    c.gather = "device";
+    const RunOut dev = run(c);
+    EXPECT_EQ(losses(dev), losses(host)) << window;
+    EXPECT_EQ(dev.hashes, host.hashes) << window;
+  }
 }
 
 }  // namespace

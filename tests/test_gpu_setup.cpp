@@ -26,8 +26,6 @@
 #include "runtime/device/peer.h"
 #include "runtime/device/sm_split.h"
 #include "runtime/device/stream.h"
-#include "runtime/train/commit_if.h"
-#include "runtime/train/commit_if_op.h"
 #include "runtime/train/worker.h"
 #include "support/test_support.h"
 
@@ -442,46 +440,6 @@ TEST(ConvPick, Fp32OnlyDeterministicOnRequestAndTheAlgorithmsOwnWorkspace) {
   EXPECT_EQ(ch.algo, 2);
   EXPECT_EQ(ch.workspace, 500u);
   EXPECT_EQ(nets::pick_conv_algo(c, 100, true, ws).algo, -1);
-}
-
-// ---------------------------------------------------------------- commit
-
-TEST(CommitIf, OneFlagReadPerBlockAllOrNothing) {
-  std::vector<float> scratch(10000), acc(10000, 1.0f);
-  for (size_t i = 0; i < scratch.size(); ++i) scratch[i] = float(i);
-  int flag = 1;
-  const engine::CommitIfOp op{scratch.data(), acc.data(), &flag};
-  int reads = 0;
-  engine::commit_block(op, 0, acc.size(), 1, [&] {
-    ++reads;
-    return op.counted();
-  });
-  EXPECT_EQ(reads, 1);
-  EXPECT_EQ(acc[9999], 1.0f + 9999.0f);
-  // A block of a strided kernel: its elements only, after its one read.
-  std::vector<float> acc2(10, 0.0f);
-  const engine::CommitIfOp op2{scratch.data(), acc2.data(), &flag};
-  reads = 0;
-  engine::commit_block(op2, 1, acc2.size(), 4, [&] {
-    ++reads;
-    return true;
-  });
-  EXPECT_EQ(reads, 1);
-  EXPECT_EQ(acc2, (std::vector<float>{0, 1, 0, 0, 0, 5, 0, 0, 0, 9}));
-}
-
-TEST(CommitIf, HostTwinCommitsOnlyCountedMiniBatches) {
-  Stream s = Stream::host({});
-  const size_t P = 5;
-  std::vector<float> scratch{1, 2, 3, 4, 5, 6, 7}, acc(P + 2, 10.0f);
-  int flag = 0;
-  engine::commit_if(s, scratch.data(), acc.data(), P, &flag);
-  s.synchronize();
-  EXPECT_EQ(acc, std::vector<float>(P + 2, 10.0f));
-  flag = 1;
-  engine::commit_if(s, scratch.data(), acc.data(), P, &flag);
-  s.synchronize();
-  EXPECT_EQ(acc, (std::vector<float>{11, 12, 13, 14, 15, 16, 17}));
 }
 
 // ---------------------------------------------------------------- evaluation

@@ -2,4 +2,4 @@
 #include "kernels/cuda/launch.cuh"
 #include "kernels/gather.h"
 
-NBSGD_INSTANTIATE_1D(nbsgd::kernels::GatherNormalizeOp);
+NBSGD_INSTANTIATE_1D(nbsgd::kernels::GatherOp);

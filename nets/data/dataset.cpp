@@ -20,6 +20,22 @@ const float* Dataset::image(int64_t i) const {
   return reinterpret_cast<const float*>(mapped->base) + i * sample_size();
 }
 
+// A stored byte of a mapped set as a normalised float: one expression, used by the
+// copy-out and by the byte table, so the two agree bit for bit.
+static inline float scaled(unsigned char v, float a, float b) { return float(v) * a + b; }
+
+std::shared_ptr<const BytePixels> byte_pixels_of(const std::shared_ptr<const MappedImages>& m, int c) {
+  if (!m || !m->u8) return nullptr;
+  auto b = std::make_shared<BytePixels>();
+  b->keep = m;
+  b->base = m->base;
+  b->nhwc = m->nhwc;
+  b->lut.resize(size_t(c) * 256);
+  for (int k = 0; k < c; ++k)
+    for (int v = 0; v < 256; ++v) b->lut[size_t(k) * 256 + v] = scaled(static_cast<unsigned char>(v), m->scale[k], m->shift[k]);
+  return b;
+}
+
 namespace {
 
 // One sample of a mapped set, converted to normalised NCHW floats.
@@ -31,9 +47,9 @@ void convert(const MappedImages& m, int c, int64_t hw, int64_t i, float* out) {
       const float a = m.scale[k], b = m.shift[k];
       float* o = out + k * hw;
       if (m.nhwc)
-        for (int64_t j = 0; j < hw; ++j) o[j] = float(src[j * c + k]) * a + b;
+        for (int64_t j = 0; j < hw; ++j) o[j] = scaled(src[j * c + k], a, b);
       else
-        for (int64_t j = 0; j < hw; ++j) o[j] = float(src[k * hw + j]) * a + b;
+        for (int64_t j = 0; j < hw; ++j) o[j] = scaled(src[k * hw + j], a, b);
     }
     return;
   }

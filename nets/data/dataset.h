@@ -23,6 +23,18 @@ struct MappedImages {
   bool in_place() const;
 };
 
+// The set as stored, when it is stored as bytes (Fashion-MNIST, uint8 npy): one
+// uint8 per value, sample after sample, NCHW or channel-last, and the table that
+// normalises it: a copied-out pixel of channel k with byte v is lut[k * 256 + v],
+// the very float copy_images gives. Kept so that the training set can live on a
+// device as uint8, a quarter of its float size (runtime/train/device_data.h).
+struct BytePixels {
+  std::shared_ptr<const void> keep;  // owns or maps `base`
+  const unsigned char* base = nullptr;
+  bool nhwc = false;
+  std::vector<float> lut;  // c x 256
+};
+
 struct Dataset {
   std::string name;  // e.g. "fashion-mnist/train"
   int64_t n = 0;     // number of samples
@@ -31,6 +43,7 @@ struct Dataset {
   std::vector<float> images;    // n*c*h*w, NCHW, normalised; empty when `mapped`
   std::vector<int32_t> labels;  // n, each in [0, classes)
   std::shared_ptr<const MappedImages> mapped;
+  std::shared_ptr<const BytePixels> bytes;  // null when the set is not stored as bytes
 
   int64_t sample_size() const { return static_cast<int64_t>(c) * h * w; }
   // Sample i's normalised NCHW pixels in place. For a mapped set that needs
@@ -43,6 +56,10 @@ struct Dataset {
   // Keeps the first n samples (n <= this->n).
   void truncate(int64_t n);
 };
+
+// The byte view of a uint8 mapped set with c channels (its table built from the
+// mapping's scale and shift); null for a float32 one.
+std::shared_ptr<const BytePixels> byte_pixels_of(const std::shared_ptr<const MappedImages>& m, int c);
 
 struct DataSplit {
   Dataset train, test;

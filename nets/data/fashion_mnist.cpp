@@ -133,7 +133,7 @@ void check_magic(const IdxReader& r, uint32_t got, uint32_t want, const char* ki
 
 }  // namespace
 
-int64_t read_idx_images(const std::string& path, std::vector<float>& out) {
+int64_t read_idx_images(const std::string& path, std::vector<float>& out, std::shared_ptr<const BytePixels>* bytes) {
   IdxReader r(path);
   check_magic(r, r.read_u32_be("magic number"), kImagesMagic, "images");
   const uint32_t n = r.read_u32_be("image count");
@@ -152,6 +152,14 @@ int64_t read_idx_images(const std::string& path, std::vector<float>& out) {
     lut[v] = (static_cast<float>(v) / 255.0f - kFashionMnistMean) / kFashionMnistStd;
   out.resize(pixels);
   for (size_t i = 0; i < pixels; ++i) out[i] = lut[raw[i]];
+  if (bytes) {
+    auto b = std::make_shared<BytePixels>();
+    auto keep = std::make_shared<std::vector<unsigned char>>(std::move(raw));
+    b->base = keep->data();
+    b->keep = keep;
+    b->lut.assign(lut.begin(), lut.end());
+    *bytes = std::move(b);
+  }
   return n;
 }
 
@@ -184,7 +192,7 @@ Dataset load_split(const std::string& dir, const std::string& prefix, const std:
   d.h = kSide;
   d.w = kSide;
   d.classes = kClasses;
-  const int64_t n_images = read_idx_images(images_path, d.images);
+  const int64_t n_images = read_idx_images(images_path, d.images, &d.bytes);
   const int64_t n_labels = read_idx_labels(labels_path, d.labels);
   if (n_images != n_labels)
     throw InputError(images_path + " has " + std::to_string(n_images) + " images but " + labels_path +

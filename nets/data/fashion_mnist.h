@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,10 @@ DataSplit load_fashion_mnist(const std::string& dir = kFashionMnistDefaultDir,
 // target (tests/fuzz/fuzz_idx.cpp) calls them directly. Images come out normalised,
 // n x 28 x 28 floats; labels 0..9. Both return the item count of the header and throw
 // InputError naming `path` for anything else.
-int64_t read_idx_images(const std::string& path, std::vector<float>& out);
+// `bytes` (optional) receives the stored bytes as well, with the table that turns
+// them into `out`'s floats (Dataset::bytes).
+int64_t read_idx_images(const std::string& path, std::vector<float>& out,
+                        std::shared_ptr<const BytePixels>* bytes = nullptr);
 int64_t read_idx_labels(const std::string& path, std::vector<int32_t>& out);
 
 }  // namespace nbsgd::data

@@ -212,6 +212,7 @@ DataSplit load_npy_dir(const std::string& dir, const NpyDirOptions& o) {
     m->scale = scale;
     m->shift = shift;
     ds.mapped = std::move(m);
+    ds.bytes = byte_pixels_of(ds.mapped, ds.c);
   };
   fill(d.train, tr, ntr, "train");
   fill(d.test, te, nte, "test");

@@ -34,6 +34,7 @@ std::string config_json(const TrainConfig& c) {
       {"profile", c.profile},
       {"ceiling", c.ceiling},
       {"inflight", c.inflight},
+      {"gather", c.gather},
       {"deterministic", c.deterministic},
       {"virtual_gflops", c.model.gflops},
       {"virtual_launch_overhead_s", c.model.launch_overhead_s},

@@ -44,6 +44,12 @@ struct TrainConfig {
   // is skipped for only the cost of its check, but its samples were tied to that
   // worker and go back out of order.
   int inflight = 2;
+  // Where a mini-batch is formed (--gather): "device", from the training set kept on
+  // each device and uploaded once, by one gather kernel on the copy stream (the GPU
+  // never waits for the host for it; a GPU without room for the set falls back to
+  // the host, and says so); "host", by a host function into pinned memory and two
+  // copies. Both give the same bits.
+  std::string gather = "device";
   bool deterministic = false;  // cuDNN: deterministic algorithms only (DeviceContext::set_deterministic)
   DurationModel model;
 

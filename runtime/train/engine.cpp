@@ -430,6 +430,12 @@ std::string Engine::describe() const {
       c.batch / c.split, c.inflight, c.lr, s.schedule.describe(), c.momentum, c.weight_decay,
       c.nesterov ? ", nesterov" : "", c.lr_scaling, c.seed, s.virtual_clock ? "virtual" : "real");
   if (!s.data.summary.empty()) out += "  " + s.data.summary + "\n";
+  if (!s.device_data.empty())
+    out += fmt::format("  mini-batches gathered on the device{}, from the training set uploaded once ({}, {:.1f} MB)\n",
+                       s.device_data.size() > 1 ? "s" : "", s.device_data[0]->as_bytes() ? "uint8" : "float32",
+                       DeviceData::device_bytes(s.data.train) / 1e6);
+  if (!s.gather_note.empty()) out += "  " + s.gather_note + "\n";
+  if (c.gather == "host") out += "  mini-batches gathered on the host (--gather host)\n";
   if (s.virtual_clock)
     out += fmt::format("  virtual clock: {:g} GFLOP/s, {:.4g} us launch overhead per mini-batch, link {:g} GB/s + {:g} us\n",
                        c.model.gflops, c.model.launch_overhead_s * 1e6, c.model.link_gbps, c.model.link_latency_s * 1e6);

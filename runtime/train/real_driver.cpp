@@ -5,11 +5,15 @@
 //   - Non-blocking windows (fastest, quorum:K, deadline:MS, adaptive; global scope):
 //     an issuer keeps at most --inflight mini-batches of its worker in flight
 //     (counting a cancelled one still running). Each mini-batch: stage, stamp,
-//     forward/backward into the slot's scratch, injected straggling, a completion
-//     notice (a host task that asks the StepController whether it counts, under the
-//     driver's lock, and writes the slot's mapped flag), the flag-guarded commit,
-//     the slot's done event. When the window closes, what still runs is cancelled:
-//     its commit is a no-op and its samples go back to the queue.
+//     forward/backward into the slot's scratch, injected straggling, and the slot's
+//     `computed` event: that is all the compute stream holds. The worker's
+//     completion watcher (a thread) waits on each `computed` in order, asks the
+//     StepController whether the mini-batch counts, under the driver's lock, and
+//     then enqueues, on the worker's comm stream, its commit into the step's
+//     accumulator if it counts, and the slot's done event. No host function is in
+//     the compute stream: the GPU never waits for the host's decision, and the next
+//     mini-batch runs while it is made. When the window closes, what still runs is
+//     cancelled: it gets no commit and its samples go back to the queue.
 //   - --window sync: every mini-batch counts, so nothing is decided on the host.
 //     The step's mini-batches are handed out at the start, round-robin (mini-batch
 //     k of every worker, worker 0 first: the virtual clock's order at equal speeds),
@@ -50,7 +54,6 @@
 #include "kernels/throttle.h"
 #include "nets/optim/commit.h"
 #include "runtime/device/nvtx.h"
-#include "runtime/train/commit_if.h"
 #include "runtime/train/ranks.h"
 #include "runtime/train/real_driver_impl.h"
 
@@ -82,6 +85,16 @@ void RealDriver::stop() {
     w->ctx().compute().synchronize();
     abandoned_holds_ += w->ctx().compute().abandon_holds();  // again: now the count of those cut short
   }
+  // Every mini-batch's work is done: the watchers notice what is left, and end.
+  for (auto& wt : watches_) {
+    {
+      std::lock_guard<std::mutex> g(wt->m);
+      wt->stop = true;
+    }
+    wt->cv.notify_all();
+  }
+  for (auto& wt : watches_)
+    if (wt->thread.joinable()) wt->thread.join();
   // Across ranks: this rank's notices have all been answered; rank 0's
   // coordinator ends once every other rank has said so, and answers each.
   if (unwinding) {
@@ -175,7 +188,8 @@ void RealDriver::fill_events(int64_t step, StepWindow& out) {
     out.ready[w] = last_counted_[w] >= 0 ? &s_.workers[w]->slot(last_counted_[w]).done
                                          : &s_.workers[w]->accumulator_free(step);
     const int64_t st = started_[w].load();
-    if (!sync_ && st >= 0 && st / kSlotCode == step) out.running[w] = &s_.workers[w]->slot(int(st % kSlotCode)).done;
+    if (!sync_ && st >= 0 && st / kSlotCode == step)
+      out.running[w] = &s_.workers[w]->slot(int(st % kSlotCode)).computed;
   }
 }
 
@@ -374,13 +388,12 @@ void RealDriver::issue(int w, int64_t step, std::optional<double> trace) {
           record_span(w, step, *probe, t, actual, TraceSpan::Fate::Counted);
         });
       optim::commit(cs, wk.slot(k).scratch.as<float>(), wk.accumulator(step), s_.P);
+      cs.record(wk.slot(k).done);
       last = k;
     } else {
-      enqueue_notice(w, k, step, std::move(*mb), actual, skipped, probe);
-      commit_if(cs, wk.slot(k).scratch.as<float>(), wk.accumulator(step), s_.P,
-                static_cast<const int*>(flags_[w].device_data()) + k);
+      cs.record(wk.slot(k).computed);
+      enqueue_notice(w, Notice{k, step, std::move(*mb), actual, skipped, probe});
     }
-    cs.record(wk.slot(k).done);
   }
   // Another rank's worker: rank 0 waits for its end of issuing, and its delay.
   if (remote_) send_words(0, kReqTag, {kIdle, step, w, dbits(stall + injected)}, "the end of a worker's issuing");
@@ -391,61 +404,107 @@ void RealDriver::issue(int w, int64_t step, std::optional<double> trace) {
   cv_.notify_all();
 }
 
-// A host task after the mini-batch's compute and injected delay: counted or
-// cancelled, decided under the lock, written to the slot's mapped flag.
-void RealDriver::enqueue_notice(int w, int k, int64_t step, data::MiniBatch mb, int actual, const int* skipped,
-                    std::shared_ptr<Probe> probe) {
-  int* flag_host = flags_[w].as<int>() + k;
-  if (remote_) {
-    // Rank 0 decides; the answer comes back before the flag-guarded commit.
-    const int64_t id = static_cast<int64_t>(mb.id);
-    s_.workers[w]->ctx().compute().host_task([this, w, k, flag_host, step, id, actual, skipped] {
-      send_words(0, kReqTag, {kDone, step, w, id, actual, *skipped ? 1 : 0}, "a mini-batch's completion");
-      std::vector<unsigned char> buf;
-      comm::ranks_recv(0, flag_reply_tag(w), buf, "a mini-batch's fate from rank 0");
-      const std::vector<int64_t> r = words(buf);
-      const bool counted = !r.empty() && r[0] == 1;
-      std::lock_guard<std::mutex> g(m_);
-      *flag_host = counted ? 1 : 0;
-      if (counted) {
-        last_counted_[w] = k;
-        ++counted_in_step_[w];
-      }
+void RealDriver::enqueue_notice(int w, Notice n) {
+  Watch& wt = *watches_[w];
+  {
+    std::lock_guard<std::mutex> g(wt.m);
+    wt.q.push_back(std::move(n));
+  }
+  wt.cv.notify_one();
+}
+
+void RealDriver::watch_loop(int w) {
+  Worker& wk = *s_.workers[w];
+  if (wk.ctx().backend() == Backend::Cuda) bind_thread_to_device(wk.ctx().device().ordinal);
+  Watch& wt = *watches_[w];
+  for (;;) {
+    Notice n;
+    {
+      std::unique_lock<std::mutex> lk(wt.m);
+      wt.cv.wait(lk, [&] { return wt.stop || !wt.q.empty(); });
+      if (wt.q.empty()) return;  // stopped and drained
+      n = std::move(wt.q.front());
+      wt.q.pop_front();
+    }
+    try {
+      wk.slot(n.k).computed.synchronize();
+      notice(w, n);
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(m_);
+      if (!issue_error_) issue_error_ = std::current_exception();
+      idle_[w] = true;
       --inflight_[w];
+      ctl_.close_at(steady_now_s());
       cv_.notify_all();
-    });
+    }
+  }
+}
+
+void RealDriver::enqueue_commit(int w, const Notice& n, bool counted) {
+  Worker& wk = *s_.workers[w];
+  Stream& cm = wk.ctx().comm();
+  // The mini-batch's work is done (its event has completed), so neither needs a
+  // wait: the commit reads the scratch now, and the slot is free after it. The
+  // accumulator is free too: the compute waited on the previous step's update,
+  // which follows the update that zeroed this parity's accumulator.
+  if (counted) optim::commit(cm, wk.slot(n.k).scratch.as<float>(), wk.accumulator(n.step), s_.P);
+  cm.record(wk.slot(n.k).done);
+}
+
+// Counted or cancelled, decided under the lock once the mini-batch's compute and
+// injected delay are done.
+void RealDriver::notice(int w, Notice& n) {
+  const int k = n.k, actual = n.actual;
+  const int64_t step = n.step;
+  const bool skipped = *n.skipped != 0;
+  if (remote_) {
+    // Rank 0 decides.
+    send_words(0, kReqTag, {kDone, step, w, static_cast<int64_t>(n.mb.id), actual, skipped ? 1 : 0},
+               "a mini-batch's completion");
+    std::vector<unsigned char> buf;
+    comm::ranks_recv(0, flag_reply_tag(w), buf, "a mini-batch's fate from rank 0");
+    const std::vector<int64_t> r = words(buf);
+    const bool counted = !r.empty() && r[0] == 1;
+    std::lock_guard<std::mutex> g(m_);
+    enqueue_commit(w, n, counted);
+    if (counted) {
+      last_counted_[w] = k;
+      ++counted_in_step_[w];
+    }
+    --inflight_[w];
+    cv_.notify_all();
     return;
   }
-  auto shared_mb = std::make_shared<data::MiniBatch>(std::move(mb));
-  s_.workers[w]->ctx().compute().host_task([this, w, k, flag_host, step, shared_mb, actual, skipped, probe] {
-    double t = steady_now_s();
-    std::lock_guard<std::mutex> g(m_);
-    // The controller takes completions in time order: two notices racing for the
-    // lock keep the order in which they got it.
-    t = std::max(t, last_notice_t_);
-    last_notice_t_ = t;
-    const bool current = step_ == step;
-    // adaptive: every mini-batch that ran feeds the rate estimate, its service time
-    // taken from the worker's previous completion (its stream runs them in order).
-    if (!*skipped) ctl_.observe(w, std::max(last_done_t_[w], ctl_.step_start()), t, actual);
-    last_done_t_[w] = t;
-    const bool counted = current && ctl_.on_complete(w, t, actual);
-    *flag_host = counted ? 1 : 0;
-    if (counted) {
-      q_commit(*shared_mb);
-      last_counted_[w] = k;
-    } else {
-      q_give_back(std::move(*shared_mb));
-      ++(*skipped ? skipped_before_start_ : wasted_);
-    }
-    if (probe)
-      record_span(w, step, *probe, t, actual,
-                  counted ? TraceSpan::Fate::Counted : *skipped ? TraceSpan::Fate::Skipped : TraceSpan::Fate::Wasted);
-    if (current) --pending_[w];
-    --inflight_[w];
-    if (current) announce_close(step);
-    cv_.notify_all();
-  });
+  // Its completion time: on the host backend, when its stream reached the event
+  // (the next mini-batch may have begun since); on CUDA, the watcher's wake-up.
+  Worker& wk = *s_.workers[w];
+  const double own_t = wk.ctx().backend() == Backend::Host ? wk.slot(k).computed.host_timestamp() : steady_now_s();
+  std::lock_guard<std::mutex> g(m_);
+  // The controller takes completions in time order: two notices racing for the
+  // lock keep the order in which they got it. (The trace keeps each one's own.)
+  const double t = std::max(own_t, last_notice_t_);
+  last_notice_t_ = t;
+  const bool current = step_ == step;
+  // adaptive: every mini-batch that ran feeds the rate estimate, its service time
+  // taken from the worker's previous completion (its stream runs them in order).
+  if (!skipped) ctl_.observe(w, std::max(last_done_t_[w], ctl_.step_start()), t, actual);
+  last_done_t_[w] = t;
+  const bool counted = current && ctl_.on_complete(w, t, actual);
+  enqueue_commit(w, n, counted);
+  if (counted) {
+    q_commit(n.mb);
+    last_counted_[w] = k;
+  } else {
+    q_give_back(std::move(n.mb));
+    ++(skipped ? skipped_before_start_ : wasted_);
+  }
+  if (n.probe)
+    record_span(w, step, *n.probe, own_t, actual,
+                counted ? TraceSpan::Fate::Counted : skipped ? TraceSpan::Fate::Skipped : TraceSpan::Fate::Wasted);
+  if (current) --pending_[w];
+  --inflight_[w];
+  if (current) announce_close(step);
+  cv_.notify_all();
 }
 
 }  // namespace real_clock

@@ -6,6 +6,7 @@
 #include <bit>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <condition_variable>
 #include <mutex>
@@ -67,13 +68,15 @@ class RealDriver final : public WindowDriver {
     for (auto& w : s.workers) skipped_.emplace_back(w->slots(), 0);
     started_ = std::vector<std::atomic<int64_t>>(static_cast<size_t>(N));
     for (auto& a : started_) a.store(-1);
-    for (auto& w : s.workers) {
-      flags_.push_back(Buffer::mapped(w->ctx().backend(), w->slots() * sizeof(int)));
+    for (auto& w : s.workers)
       stamps_.push_back(Buffer(w->ctx().backend(), w->ctx().device().ordinal, w->slots() * sizeof(uint64_t)));
-    }
     counted_in_step_.assign(N, 0);
+    for (int i = 0; i < N; ++i) watches_.push_back(std::make_unique<Watch>());
     for (int i = 0; i < N; ++i)
-      if (s.span.owns(i)) issuers_.emplace_back([this, i] { issuer_loop(i); });
+      if (s.span.owns(i)) {
+        issuers_.emplace_back([this, i] { issuer_loop(i); });
+        if (!sync_) watches_[i]->thread = std::thread([this, i] { watch_loop(i); });
+      }
     if (coord_) coordinator_ = std::thread([this] { coordinator_loop(); });
     if (remote_) courier_ = std::thread([this] { courier_loop(); });
   }
@@ -189,9 +192,34 @@ class RealDriver final : public WindowDriver {
   // trace: the step's window open (steady clock) when the step is traced.
   void issue(int w, int64_t step, std::optional<double> trace);
 
-  // A host task after the mini-batch: counted or cancelled, into the mapped flag.
-  void enqueue_notice(int w, int k, int64_t step, data::MiniBatch mb, int actual, const int* skipped,
-                      std::shared_ptr<Probe> probe);
+  // A mini-batch whose completion its worker's watcher is to notice.
+  struct Notice {
+    int k = 0;  // its slot
+    int64_t step = 0;
+    data::MiniBatch mb;
+    int actual = 0;
+    const int* skipped = nullptr;  // set by the stream when it skipped it unstarted
+    std::shared_ptr<Probe> probe;
+  };
+  // Per worker: its completion watcher, a thread that waits on each mini-batch's
+  // `computed` event in issue order (a blocking wait, no spinning), then decides
+  // whether it counts and enqueues its commit (counted) and the slot's release on
+  // the worker's comm stream. Nothing of it is in the compute stream: the GPU never
+  // waits for the host to decide, and the next mini-batch runs meanwhile.
+  struct Watch {
+    std::mutex m;
+    std::condition_variable cv;
+    std::deque<Notice> q;
+    bool stop = false;
+    std::thread thread;
+  };
+  void enqueue_notice(int w, Notice n);
+  void watch_loop(int w);
+  // The notice itself (the watcher's thread, the mini-batch's work done).
+  void notice(int w, Notice& n);
+  // Under the lock: the commit of a counted mini-batch (or none) and the slot's
+  // release, on worker w's comm stream.
+  void enqueue_commit(int w, const Notice& n, bool counted);
 
   Setup& s_;
   StepController ctl_;
@@ -220,7 +248,8 @@ class RealDriver final : public WindowDriver {
   double step_open_ = 0;
   std::vector<TraceSpan> trace_buf_;
   std::vector<double> trace_prev_end_;
-  std::vector<Buffer> flags_, stamps_;
+  std::vector<Buffer> stamps_;
+  std::vector<std::unique_ptr<Watch>> watches_;
   std::vector<std::thread> issuers_;
   int64_t issue_gen_ = -1;
   bool shutting_down_ = false;

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -43,6 +44,8 @@ void check_flags(const TrainConfig& cfg) {
   if (cfg.batch % cfg.split != 0)
     throw InputError(fmt::format("--split {}: M must divide --batch B = {}", cfg.split, cfg.batch));
   if (cfg.inflight < 1) throw InputError("--inflight must be at least 1");
+  if (cfg.gather != "device" && cfg.gather != "host")
+    throw InputError("--gather " + cfg.gather + ": expected device or host");
   if (cfg.lr_scaling != "none" && cfg.lr_scaling != "linear")
     throw InputError("--lr-scaling " + cfg.lr_scaling + ": expected none or linear");
   if (cfg.exchange != "ring" && !is_gossip_exchange(cfg.exchange))
@@ -143,6 +146,22 @@ std::unique_ptr<Setup> make_setup(const TrainConfig& c, const std::function<void
                                                   s->virtual_clock ? ClockKind::Virtual : ClockKind::Real, cfg.net, b,
                                                   cfg.inflight + 2, cfg.seed, host_threads,
                                                   cfg.deterministic));
+  if (cfg.gather == "device") {
+    // One copy per device: workers on one GPU (SM partitions) or on the host share it.
+    std::map<std::pair<Backend, int>, const DeviceData*> on;
+    for (int i = 0; i < N; ++i) {
+      const Device& dev = s->devices.devices[i];
+      const auto key = std::make_pair(dev.backend, dev.backend == Backend::Host ? 0 : dev.ordinal);
+      if (!on.count(key)) {
+        on[key] = nullptr;
+        if (DeviceData::fits(s->data.train, dev, &s->gather_note)) {
+          s->device_data.push_back(std::make_unique<DeviceData>(s->data.train, dev));
+          on[key] = s->device_data.back().get();
+        }
+      }
+      s->workers[i]->use_data(on[key]);
+    }
+  }
   nets::Model& m0 = s->workers[0]->model();
   const data::Dataset& tr = s->data.train;
   if (m0.input_channels() != tr.c || m0.input_height() != tr.h || m0.input_width() != tr.w)

@@ -30,6 +30,11 @@ struct Setup {
   ControllerConfig ctl;
   data::DataSplit data;
   std::vector<std::unique_ptr<Worker>> workers;
+  // The training set on each device that holds one (--gather device): one per GPU,
+  // shared by its partitions, and one for all host workers. Declared after `data`
+  // and before nothing that outlives it.
+  std::vector<std::unique_ptr<DeviceData>> device_data;
+  std::string gather_note;  // why some worker gathers on the host despite --gather device; "" if none
   std::unique_ptr<data::EpochQueue> queue;
   optim::LrSchedule schedule;
   optim::SgdConfig sgd;

@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "kernels/gather.h"
 #include "kernels/throttle.h"
 #include "nets/optim/commit.h"
 #include "runtime/device/check.h"
@@ -43,7 +44,9 @@ Worker::Worker(int index, const Device& device, ClockKind clock, const std::stri
     s.x = Buffer(b, dev, max_mb_ * sample * sizeof(float));
     s.y = Buffer(b, dev, max_mb_ * sizeof(int32_t));
     s.scratch = Buffer(b, dev, (P_ + 2) * sizeof(float));
+    s.index = Buffer(b, dev, max_mb_ * sizeof(int32_t));
     s.staged = ctx_->event();
+    s.computed = ctx_->event();
     s.done = ctx_->event();
   }
   update_done = ctx_->event();
@@ -61,6 +64,47 @@ void Worker::stage_and_compute(int k, const data::Dataset& ds, const std::vector
   // The slot's previous mini-batch must be done with its buffers.
   copy.wait(s.done);
   const int64_t sample = ds.sample_size();
+  if (data_) {
+    IndexStage& st = free_index_stage();
+    std::copy(indices.begin(), indices.end(), st.pinned.as<int32_t>());
+    if (host_counts_) copy.host_bookkeeping([this] { ++staged_; });
+    copy_async(copy, s.index.data(), st.pinned.data(), n * sizeof(int32_t));
+    copy.record(st.read);
+    kernels::GatherOp op = data_->op();
+    op.index = s.index.as<int32_t>();
+    op.x = s.x.as<float>();
+    op.y = s.y.as<int32_t>();
+    kernels::gather(copy, op, static_cast<size_t>(n));
+  } else {
+    stage_on_host(s, ds, indices, sample);
+  }
+  copy.record(s.staged);
+  compute.wait(s.staged);
+  compute.wait(update_done);
+  if (stamp) kernels::stamp(compute, stamp);
+  if (host_counts_) compute.host_bookkeeping([this] { ++computed_; });
+  model_->forward_backward(s.x.as<float>(), s.y.as<int32_t>(), n, s.scratch.as<float>());
+}
+
+Worker::IndexStage& Worker::free_index_stage() {
+  for (size_t i = 0; i < index_ring_.size(); ++i) {
+    const size_t j = (index_next_ + i) % index_ring_.size();
+    if (index_ring_[j].read.query()) {
+      index_next_ = (j + 1) % index_ring_.size();
+      return index_ring_[j];
+    }
+  }
+  // Every buffer is still to be read by a queued copy: one more (a few, in the
+  // first steps; then the ring has the depth the issuing needs).
+  IndexStage st{Buffer::pinned(ctx_->backend(), max_mb_ * sizeof(int32_t)), ctx_->event()};
+  index_ring_.push_back(std::move(st));
+  index_next_ = 0;
+  return index_ring_.back();
+}
+
+void Worker::stage_on_host(Slot& s, const data::Dataset& ds, const std::vector<int32_t>& indices, int64_t sample) {
+  Stream& copy = ctx_->copy();
+  const int n = static_cast<int>(indices.size());
   float* px = s.pinned_x.as<float>();
   int32_t* py = s.pinned_y.as<int32_t>();
   copy.host_task([this, &ds, idx = indices, px, py] {
@@ -70,12 +114,6 @@ void Worker::stage_and_compute(int k, const data::Dataset& ds, const std::vector
   });
   copy_async(copy, s.x.data(), px, n * sample * sizeof(float));
   copy_async(copy, s.y.data(), py, n * sizeof(int32_t));
-  copy.record(s.staged);
-  compute.wait(s.staged);
-  compute.wait(update_done);
-  if (stamp) kernels::stamp(compute, stamp);
-  if (host_counts_) compute.host_bookkeeping([this] { ++computed_; });
-  model_->forward_backward(s.x.as<float>(), s.y.as<int32_t>(), n, s.scratch.as<float>());
 }
 
 std::pair<double, double> Worker::evaluate(const data::Dataset& ds, int batch, const std::atomic<bool>* stop) {

@@ -1,8 +1,12 @@
 // One worker: a device context, a model replica and the flat buffers of
 // contract (params P, scratch slots [g, count, loss] of P+2, the accumulator of
-// P+2, momentum of P), plus the staging slots that carry a mini-batch from the
-// host data set to the device: gather into pinned memory and copy, on the copy
-// stream, while the compute stream works on the previous one.
+// P+2, momentum of P), plus the staging slots that carry a mini-batch to the
+// compute stream, formed on the copy stream while the compute stream works on the
+// previous one:
+//   - with the training set on the device (use_data, device_data.h): the
+//     mini-batch's indices are copied from pinned memory and one gather kernel
+//     forms it there; the GPU never waits for the host;
+//   - without: a host function gathers into pinned memory, then two copies.
 #pragma once
 
 #include <atomic>
@@ -14,12 +18,17 @@
 #include "nets/model.h"
 #include "runtime/device/buffer.h"
 #include "runtime/device/context.h"
+#include "runtime/train/device_data.h"
 
 namespace nbsgd::engine {
 
 struct Slot {
   Buffer pinned_x, pinned_y, x, y, scratch;
-  Event staged, done;
+  Buffer index;  // the mini-batch's indices on the device (device-resident data)
+  // staged: the mini-batch is on the device; computed: its forward/backward and
+  // injected delay are done (real clock, non-blocking windows: what the worker's
+  // completion watcher waits on); done: the slot is free again (after the commit).
+  Event staged, computed, done;
   // Host-side copy of the indices the gather task reads (owned here so the task
   // outlives nothing).
   std::vector<int32_t> indices;
@@ -52,6 +61,11 @@ class Worker {
   // scratch on the compute stream. Returns nothing; the caller adds the commit.
   // `stamp` (optional, device memory): the compute stream's time just before the
   // forward pass, for the duty-cycle throttle.
+  // With the training set on this worker's device, stage_and_compute gathers there
+  // from the given data set's copy (`d` made from the same Dataset; null: gather on
+  // the host). Set before the first mini-batch.
+  void use_data(const DeviceData* d) { data_ = d; }
+  const DeviceData* device_data() const { return data_; }
   void stage_and_compute(int k, const data::Dataset& ds, const std::vector<int32_t>& indices,
                          uint64_t* stamp = nullptr);
   // Evaluation of a whole split on this worker; returns (mean loss, accuracy).
@@ -89,6 +103,18 @@ class Worker {
   std::vector<Slot> slots_;
   Slot eval_;  // evaluate()'s own staging buffers (x, y, pinned_x, pinned_y), made on first use
   bool host_counts_ = false;
+  const DeviceData* data_ = nullptr;
+  // Pinned buffers for the indices on their way to a slot, each free once the copy
+  // that reads it has run (its event): a buffer is reused only then, and the ring
+  // grows instead of waiting, so the issuer never waits on the device for it.
+  struct IndexStage {
+    Buffer pinned;
+    Event read;
+  };
+  std::vector<IndexStage> index_ring_;
+  size_t index_next_ = 0;
+  IndexStage& free_index_stage();
+  void stage_on_host(Slot& s, const data::Dataset& ds, const std::vector<int32_t>& indices, int64_t sample);
   std::atomic<int64_t> staged_{0}, computed_{0};
 };
 

@@ -33,6 +33,10 @@ void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
   app.add_option("--slowdown", c.slowdown, "Constant slowdown per worker, e.g. 1,1,2,4 (a profile shorthand)");
   app.add_option("--profile", c.profile, "Straggler profile: a name in profiles/ or a TOML path");
   app.add_option("--inflight", c.inflight, "Mini-batches in flight per worker stream")->capture_default_str();
+  app.add_option("--gather", c.gather,
+                 "Where mini-batches are formed: device (training set uploaded once, a gather kernel) or host (a host "
+                 "function into pinned memory)")
+      ->capture_default_str();
   app.add_option("--virtual-gflops", c.model.gflops, "Virtual clock: nominal device GFLOP/s")->capture_default_str();
   app.add_option_function<double>(
          "--virtual-overhead-us",
