@@ -9,8 +9,9 @@
 //       and scope; then the math runs for exactly the mini-batches that counted, in
 //       each worker's hand-out order.
 //   RealDriver (real_driver.cpp): one issuer thread per worker, bound to its
-//       device; completion notices feed the StepController, which writes each
-//       mini-batch's mapped flag before its flag-guarded commit.
+//       device, and one completion watcher per worker that waits on each
+//       mini-batch's event, asks the StepController whether it counts and enqueues
+//       its commit only if it does (nothing of the decision is in the compute stream).
 #pragma once
 
 #include <atomic>

@@ -39,8 +39,9 @@
 //   Tracing (trace_spans(true); --trace): every mini-batch reports its span when it
 //     ends, from the times the driver takes anyway. Host backend: its begin is the
 //     moment its stream reaches it (the cancellable unit's check), its end the
-//     completion notice, and an injected throttle's start a host task between the
-//     two. CUDA: its end is the completion notice's host time, its begin the
+//     moment its stream reached its `computed` event, and an injected throttle's
+//     start a host task between the two. CUDA: its end is the watcher's host time
+//     on noticing it, its begin the
 //     worker's previous end or its window's open (an injected stall taken as the
 //     drawn length from the open), and a throttle stays inside the mini-batch's
 //     span; nothing waits on the device for them. Sync steps have no notices: when
