@@ -467,6 +467,32 @@ TEST(Engine, RealClockIssueCountsPerMiniBatch) {
   EXPECT_EQ(comp.library % mbs, 0) << comp.library;
 }
 
+// On a non-blocking window the completion is noticed off the compute stream: with
+// stragglers, cancellations and the default in-flight depth, neither the compute
+// nor the copy stream holds a host function, and every counted mini-batch's commit
+// is a launch on the comm stream (issue 13, item 4's target).
+TEST(Engine, RealClockFastestHasNoHostFunctionInTheComputeStream) {
+  TrainConfig c = small_config();
+  c.host_workers = 2;
+  c.clock = "real";
+  c.window = "fastest";
+  c.slowdown = "1,3";
+  c.steps = 5;
+  Engine e(c);
+  int64_t counted = 0;
+  e.run([&](const StepRecord& r) {
+    for (int f : r.finished) counted += f;
+  });
+  for (int w = 0; w < 2; ++w) {
+    const std::array<IssueCounts, 4> n = e.issue_counts(w);
+    EXPECT_EQ(n[0].host_function, 0) << "worker " << w;
+    EXPECT_EQ(n[1].host_function, 0) << "worker " << w;
+  }
+  int64_t comm_launches = e.issue_counts(0)[2].launch + e.issue_counts(1)[2].launch;
+  EXPECT_GE(comm_launches, counted);  // a commit per counted mini-batch, besides the exchange's own
+  EXPECT_GT(counted, 0);
+}
+
 // A mini-batch gathered on the device from the uploaded training set is the host
 // loader's, bit for bit: the same run with --gather device and --gather host gives
 // the same losses and the same replicas, on both clocks' deterministic paths.
