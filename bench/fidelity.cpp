@@ -42,6 +42,7 @@
 #include "runtime/device/check.h"
 #include "runtime/device/comm/comm.h"
 #include "runtime/device/context.h"
+#include "runtime/train/device_data.h"
 #include "runtime/train/engine.h"
 #include "runtime/train/worker.h"
 
@@ -89,10 +90,14 @@ std::vector<LoopResult> standalone_loops(const data::Dataset& ds, const Options&
                                          int steps) {
   const int n = static_cast<int>(slowdowns.size()), b = o.b(), warm = 3;
   const DeviceList devs = host_devices(n, "bench_fidelity");
+  // The engine's default data path (--gather device): the set read in place, one
+  // gather task per mini-batch on the copy stream.
+  const engine::DeviceData on_host(ds, devs.devices[0]);
   std::vector<std::unique_ptr<engine::Worker>> ws;
   std::vector<Buffer> stamps;
   for (int i = 0; i < n; ++i) {
     ws.push_back(std::make_unique<engine::Worker>(i, devs.devices[i], ClockKind::Real, "lenet", b, 4, 1, 1));
+    ws.back()->use_data(&on_host);
     stamps.emplace_back(Backend::Host, 0, ws.back()->slots() * sizeof(uint64_t));
   }
   optim::SgdConfig sgd;

@@ -9,7 +9,9 @@
 //     are the loader's bit for bit, whatever the compiler does with arithmetic;
 //   - any other set is kept as its normalised NCHW floats and copied.
 // It replaces the host function that gathered into pinned memory on the copy
-// stream: the CUDA kernel and the host backend's loop run the same functor.
+// stream. The CUDA kernel runs operator() per value; the host backend runs
+// sample_on_host per sample (the same table lookups, without the per-value
+// divisions). Both are checked against the loader bit for bit (GatherTest).
 #pragma once
 
 #include <cstddef>
@@ -32,6 +34,30 @@ struct GatherOp {
   int64_t plane = 0;                // h x w
   int channels = 1;
   bool nhwc = false;  // bytes stored channel-last
+  // The host backend's loop: sample s whole, with no division per value (the
+  // same values as operator() for each of its elements).
+  void sample_on_host(size_t s) const {
+    const size_t per = static_cast<size_t>(sample), hw = static_cast<size_t>(plane);
+    const size_t src = static_cast<size_t>(index[s]) * per;
+    float* out = x + s * per;
+    if (bytes) {
+      const uint8_t* in = bytes + src;
+      const size_t ch = static_cast<size_t>(channels);
+      for (size_t c = 0; c < ch; ++c) {
+        const float* t = lut + c * 256;
+        float* o = out + c * hw;
+        if (nhwc) {
+          for (size_t p = 0; p < hw; ++p) o[p] = t[in[p * ch + c]];
+        } else {
+          const uint8_t* i = in + c * hw;
+          for (size_t p = 0; p < hw; ++p) o[p] = t[i[p]];
+        }
+      }
+    } else {
+      for (size_t p = 0; p < per; ++p) out[p] = floats[src + p];
+    }
+    y[s] = labels[index[s]];
+  }
   // One element per i in [0, count x sample).
   NBSGD_HD void operator()(size_t i) const {
     const size_t per = static_cast<size_t>(sample);

@@ -75,7 +75,7 @@ void RealDriver::stop() {
     coord_cancel_.store(true);
     courier_cancel_.store(true);
   }
-  cv_.notify_all();
+  wake_all();
   for (auto& t : issuers_) t.join();
   // The end of the run waits for no stalled worker: queued work is skipped and
   // injected stalls and delays still held return at once; only a mini-batch's
@@ -130,9 +130,10 @@ void RealDriver::step(int64_t step, StepWindow& out) {
   ctl_.begin_step(t0);
   trace_step_ = trace_;
   step_open_ = t0;
+  opens_[static_cast<size_t>(step) % opens_.size()] = {step, t0};
   issue_gen_ = step;
   begun_ = step;
-  cv_.notify_all();
+  wake_all();
   // Requests from other ranks that came before this step began.
   if (coord_) {
     std::vector<std::pair<int, std::vector<int64_t>>> early;
@@ -234,7 +235,7 @@ void RealDriver::wait_for_close(std::unique_lock<std::mutex>& lk) {
   }
   if (!ctl_.closed()) ctl_.close_at(steady_now_s());
   closed_through_.store(step_);  // queued work of this step is skipped from now on
-  cv_.notify_all();
+  wake_all();
 }
 
 void RealDriver::issuer_loop(int w) {
@@ -253,13 +254,13 @@ void RealDriver::issuer_loop(int w) {
       open = step_open_;
     }
     try {
-      issue(w, st, trace ? std::optional<double>(open) : std::nullopt);
+      issue(w, st, open, trace);
     } catch (...) {
       std::lock_guard<std::mutex> lk(m_);
       if (!issue_error_) issue_error_ = std::current_exception();
       idle_[w] = true;
       ctl_.close_at(steady_now_s());
-      cv_.notify_all();
+      wake_all();
     }
   }
 }
@@ -273,7 +274,7 @@ std::optional<data::MiniBatch> RealDriver::next(int w, int64_t step, size_t& pla
   }
   if (remote_) return remote_next(w, step);
   std::unique_lock<std::mutex> lk(m_);
-  cv_.wait(lk, [&] { return ctl_.closed() || inflight_[w] < s_.cfg.inflight; });
+  issue_cv_[w].wait(lk, [&] { return ctl_.closed() || inflight_[w] < s_.cfg.inflight; });
   const int size = ctl_.closed() ? 0 : ctl_.next_size(w);
   std::optional<data::MiniBatch> mb;
   if (size > 0) mb = q_take(size);
@@ -299,8 +300,8 @@ void RealDriver::record_span(int w, int64_t step, const Probe& p, double t, int 
   trace_prev_end_[w] = std::max(trace_prev_end_[w], end);
 }
 
-// trace: the step's window open (steady clock) when the step is traced.
-void RealDriver::issue(int w, int64_t step, std::optional<double> trace) {
+void RealDriver::issue(int w, int64_t step, double open, bool traced) {
+  const std::optional<double> trace = traced ? std::optional<double>(open) : std::nullopt;
   Worker& wk = *s_.workers[w];
   const bool host = wk.ctx().backend() == Backend::Host;
   const auto& dev = s_.profile.devices[w];
@@ -346,6 +347,8 @@ void RealDriver::issue(int w, int64_t step, std::optional<double> trace) {
     // staging, no compute, no throttle (a running one still runs to its end).
     int* skipped = skipped_[w].data() + k;
     *skipped = 0;
+    double* began = began_[w].data() + k;
+    *began = -1.0;
     // Decided on the stream when the mini-batch is about to begin: skipped if its
     // window has closed, else it runs, and the step's update must wait for it.
     // (Mark first, then look: with the trainer's close-then-read, either this sees
@@ -355,8 +358,9 @@ void RealDriver::issue(int w, int64_t step, std::optional<double> trace) {
       probe = std::make_shared<Probe>();
       probe->not_before = *trace;
     }
-    auto closed = [this, w, k, step, probe] {
-      if (probe) probe->begin = steady_now_s();
+    auto closed = [this, w, k, step, probe, began, host] {
+      if (host) *began = steady_now_s();
+      if (probe) probe->begin = host ? *began : steady_now_s();
       started_[w].store(step * kSlotCode + k);
       return closed_through_.load() >= step;
     };
@@ -393,7 +397,7 @@ void RealDriver::issue(int w, int64_t step, std::optional<double> trace) {
       last = k;
     } else {
       cs.record(wk.slot(k).computed);
-      enqueue_notice(w, Notice{k, step, std::move(*mb), actual, skipped, probe});
+      enqueue_notice(w, Notice{k, step, std::move(*mb), actual, skipped, began, open, probe});
     }
   }
   // Another rank's worker: rank 0 waits for its end of issuing, and its delay.
@@ -402,7 +406,7 @@ void RealDriver::issue(int w, int64_t step, std::optional<double> trace) {
   if (sync_) last_counted_[w] = last;
   delay_s_[w] += stall + injected;  // the throttle's share is known only on the device
   idle_[w] = true;
-  cv_.notify_all();
+  wake_all();
 }
 
 void RealDriver::enqueue_notice(int w, Notice n) {
@@ -436,7 +440,7 @@ void RealDriver::watch_loop(int w) {
       idle_[w] = true;
       --inflight_[w];
       ctl_.close_at(steady_now_s());
-      cv_.notify_all();
+      wake_all();
     }
   }
 }
@@ -473,7 +477,7 @@ void RealDriver::notice(int w, Notice& n) {
       ++counted_in_step_[w];
     }
     --inflight_[w];
-    cv_.notify_all();
+    wake_all();
     return;
   }
   // Its completion time: on the host backend, when its stream reached the event
@@ -486,9 +490,15 @@ void RealDriver::notice(int w, Notice& n) {
   const double t = std::max(own_t, last_notice_t_);
   last_notice_t_ = t;
   const bool current = step_ == step;
-  // adaptive: every mini-batch that ran feeds the rate estimate, its service time
-  // taken from the worker's previous completion (its stream runs them in order).
-  if (!skipped) ctl_.observe(w, std::max(last_done_t_[w], ctl_.step_start()), t, actual);
+  const std::optional<double> deadline_before = ctl_.deadline();
+  // adaptive: every mini-batch that ran feeds the rate estimate with its service
+  // time: from when its stream reached it (host backend: the timeline's rule), or
+  // on CUDA from the worker's previous completion (its stream runs them in order)
+  // but not before its own window opened. Never from the current step's start: a
+  // cancelled mini-batch of the last step that ends just after it would look
+  // nearly free, the estimate would shrink the next deadline, more would be
+  // cancelled, and the windows would close empty one after another.
+  if (!skipped) ctl_.observe(w, *n.began >= 0 ? *n.began : std::max(last_done_t_[w], n.open), t, actual);
   last_done_t_[w] = t;
   const bool counted = current && ctl_.on_complete(w, t, actual);
   enqueue_commit(w, n, counted);
@@ -505,7 +515,16 @@ void RealDriver::notice(int w, Notice& n) {
   if (current) --pending_[w];
   --inflight_[w];
   if (current) announce_close(step);
-  cv_.notify_all();
+  // Wake only who can proceed: this worker's issuer (a place in flight), and the
+  // trainer and every issuer when the window closed, its deadline moved, or
+  // nothing is left to decide. (One condition variable for all cost each
+  // completion a wake-up of every thread: on 2 cores, CPU taken from the compute.)
+  const bool decided = std::all_of(idle_.begin(), idle_.end(), [](bool b) { return b; }) &&
+                       std::all_of(pending_.begin(), pending_.end(), [](int x) { return x <= 0; });
+  if (ctl_.closed() || decided || ctl_.deadline() != deadline_before)
+    wake_all();
+  else
+    issue_cv_[w].notify_one();
 }
 
 }  // namespace real_clock

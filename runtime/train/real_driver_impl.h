@@ -2,6 +2,7 @@
 // the same window decided across the ranks of a launch). Internal to those two files.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <bit>
 #include <chrono>
@@ -9,6 +10,7 @@
 #include <deque>
 #include <map>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -61,11 +63,13 @@ class RealDriver final : public WindowDriver {
     const int N = s.n();
     clock_base_ = steady_now_s();
     inflight_.assign(N, 0);
+    issue_cv_ = std::make_unique<std::condition_variable[]>(static_cast<size_t>(N));
     last_done_t_.assign(N, 0.0);
     trace_prev_end_.assign(N, 0.0);
     next_slot_.assign(N, 0);
     plan_.resize(N);
     for (auto& w : s.workers) skipped_.emplace_back(w->slots(), 0);
+    for (auto& w : s.workers) began_.emplace_back(w->slots(), -1.0);
     started_ = std::vector<std::atomic<int64_t>>(static_cast<size_t>(N));
     for (auto& a : started_) a.store(-1);
     for (auto& w : s.workers)
@@ -190,7 +194,8 @@ class RealDriver final : public WindowDriver {
   void record_span(int w, int64_t step, const Probe& p, double t, int size, TraceSpan::Fate fate);
 
   // trace: the step's window open (steady clock) when the step is traced.
-  void issue(int w, int64_t step, std::optional<double> trace);
+  // open: the step's window open (steady clock); trace: whether it is traced.
+  void issue(int w, int64_t step, double open, bool trace);
 
   // A mini-batch whose completion its worker's watcher is to notice.
   struct Notice {
@@ -199,6 +204,8 @@ class RealDriver final : public WindowDriver {
     data::MiniBatch mb;
     int actual = 0;
     const int* skipped = nullptr;  // set by the stream when it skipped it unstarted
+    const double* began = nullptr;  // set by the stream when it reached it (host backend)
+    double open = 0;                // its step's window open (steady clock)
     std::shared_ptr<Probe> probe;
   };
   // Per worker: its completion watcher, a thread that waits on each mini-batch's
@@ -226,7 +233,17 @@ class RealDriver final : public WindowDriver {
   const bool sync_;
   double clock_base_ = 0;
   mutable std::mutex m_;
+  // The trainer's and the issuers' between steps: window opens and closes, ends of
+  // issuing, errors.
   std::condition_variable cv_;
+  // Issuer w's wait for an in-flight place (next()): a completion wakes only its
+  // own worker's issuer, and the trainer only when it can proceed (notice()).
+  std::unique_ptr<std::condition_variable[]> issue_cv_;
+  // Under the lock: everything waiting on the driver re-checks.
+  void wake_all() {
+    cv_.notify_all();
+    for (int w = 0; w < s_.n(); ++w) issue_cv_[w].notify_all();
+  }
   int64_t step_ = -1;  // the step whose window is open
   std::vector<int> inflight_, pending_, last_counted_, next_slot_;
   std::vector<bool> idle_;
@@ -238,8 +255,17 @@ class RealDriver final : public WindowDriver {
   // Per worker: step * kSlotCode + slot of the latest mini-batch that began (-1).
   static constexpr int64_t kSlotCode = 1 << 16;
   std::vector<std::atomic<int64_t>> started_;
+  // Per worker, per slot: when its stream reached the mini-batch (host backend;
+  // -1 on CUDA, where the host does not see it begin).
+  std::vector<std::vector<double>> began_;
   std::vector<std::vector<int>> skipped_;    // per worker, per slot: set by the stream
   int abandoned_holds_ = 0;
+  // The window opens of the latest steps (steady clock), by step % size.
+  std::array<std::pair<int64_t, double>, 8> opens_{};
+  double open_of(int64_t step) const {
+    const auto& o = opens_[static_cast<size_t>(step) % opens_.size()];
+    return o.first == step ? o.second : 0.0;
+  }
   std::vector<double> last_done_t_;  // per worker: its latest completion notice  // cumulative: a cancellation is noticed when it ends
   double last_notice_t_ = 0;
   // Tracing: the step's flag and window open (steady clock) for the issuers, the

@@ -62,7 +62,7 @@ void RealDriver::coordinator_loop() {
   for (int r = 1; r < s_.span.ranks; ++r) send_words(r, kCourierTag, {kFin}, "the end of the run");
   std::lock_guard<std::mutex> lk(m_);
   coord_done_ = true;
-  cv_.notify_all();
+  wake_all();
 }
 
 // Under the lock: one request of another rank's worker, for a step begun.
@@ -94,7 +94,8 @@ void RealDriver::handle(int src, const std::vector<int64_t>& msg) {
     double t = std::max(steady_now_s(), last_notice_t_);
     last_notice_t_ = t;
     const bool current = step_ == step;
-    if (!skipped) ctl_.observe(w, std::max(last_done_t_[w], ctl_.step_start()), t, actual);
+    // Its service time as in notice(): not before its own window opened.
+    if (!skipped) ctl_.observe(w, std::max(last_done_t_[w], open_of(step)), t, actual);
     last_done_t_[w] = t;
     const bool counted = current && ctl_.on_complete(w, t, actual);
     auto it = remote_out_.find(id);
@@ -115,7 +116,7 @@ void RealDriver::handle(int src, const std::vector<int64_t>& msg) {
       delay_s_[w] += bitsd(msg[3]);
     }
   }
-  cv_.notify_all();
+  wake_all();
 }
 
 // ---- another rank: rank 0's close, result and end, as they come.
@@ -137,10 +138,10 @@ void RealDriver::courier_loop() {
     } else if (msg[0] == kFin) {
       std::lock_guard<std::mutex> lk(m_);
       fin_ = true;
-      cv_.notify_all();
+      wake_all();
       return;
     }
-    cv_.notify_all();
+    wake_all();
   }
 }
 
@@ -162,7 +163,7 @@ void RealDriver::remote_step(int64_t step, StepWindow& out) {
   trace_step_ = false;
   step_open_ = t0;
   issue_gen_ = step;
-  cv_.notify_all();
+  wake_all();
   if (!sync_) wait_bounded_for(lk, [&] { return result_step_ >= step; }, "the window's result from rank 0");
   wait_bounded_for(lk, [&] { return std::all_of(idle_.begin(), idle_.end(), [](bool b) { return b; }); },
                    "this rank's issuing");
@@ -226,7 +227,7 @@ void RealDriver::replay(const int64_t* log) {
 std::optional<data::MiniBatch> RealDriver::remote_next(int w, int64_t step) {
   {
     std::unique_lock<std::mutex> lk(m_);
-    cv_.wait(lk, [&] { return closed_through_.load() >= step || inflight_[w] < s_.cfg.inflight; });
+    issue_cv_[w].wait(lk, [&] { return closed_through_.load() >= step || inflight_[w] < s_.cfg.inflight; });
     if (closed_through_.load() >= step) return std::nullopt;
   }
   send_words(0, kReqTag, {kNext, step, w}, "a mini-batch's hand-out");
