@@ -48,7 +48,10 @@
 //     tracing, each mini-batch gets a host task that reports its end.
 
 
+#include <pthread.h>
+
 #include <algorithm>
+#include <string>
 #include <limits>
 
 #include "kernels/basic.h"
@@ -238,7 +241,16 @@ void RealDriver::wait_for_close(std::unique_lock<std::mutex>& lk) {
   wake_all();
 }
 
+// The driver's threads carry names (for perf, gdb and Nsight's NVTX thread rows),
+// as the host streams' do: issue/W, watch/W.
+static void name_this_thread(const char* what, int w) {
+  const std::string name = std::string(what) + "/" + std::to_string(w);
+  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+  nvtx::name_thread(name.c_str());
+}
+
 void RealDriver::issuer_loop(int w) {
+  name_this_thread("issue", w);
   int64_t seen = -1;
   bool trace = false;
   double open = 0;
@@ -419,6 +431,7 @@ void RealDriver::enqueue_notice(int w, Notice n) {
 }
 
 void RealDriver::watch_loop(int w) {
+  name_this_thread("watch", w);
   Worker& wk = *s_.workers[w];
   if (wk.ctx().backend() == Backend::Cuda) bind_thread_to_device(wk.ctx().device().ordinal);
   Watch& wt = *watches_[w];
