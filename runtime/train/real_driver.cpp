@@ -312,8 +312,7 @@ void RealDriver::record_span(int w, int64_t step, const Probe& p, double t, int 
   trace_prev_end_[w] = std::max(trace_prev_end_[w], end);
 }
 
-void RealDriver::issue(int w, int64_t step, double open, bool traced) {
-  const std::optional<double> trace = traced ? std::optional<double>(open) : std::nullopt;
+void RealDriver::issue(int w, int64_t step, double open, bool trace) {
   Worker& wk = *s_.workers[w];
   const bool host = wk.ctx().backend() == Backend::Host;
   const auto& dev = s_.profile.devices[w];
@@ -337,7 +336,7 @@ void RealDriver::issue(int w, int64_t step, double open, bool traced) {
       });
     } else if (trace) {
       std::lock_guard<std::mutex> g(m_);
-      const double b = std::max(trace_prev_end_[w], *trace - clock_base_);
+      const double b = std::max(trace_prev_end_[w], open - clock_base_);
       trace_buf_.push_back({TraceSpan::Kind::Stall, TraceSpan::Fate::Counted, w, 0, b, b + stall, step});
       trace_prev_end_[w] = b + stall;
     }
@@ -368,7 +367,7 @@ void RealDriver::issue(int w, int64_t step, double open, bool traced) {
     std::shared_ptr<Probe> probe;
     if (trace) {
       probe = std::make_shared<Probe>();
-      probe->not_before = *trace;
+      probe->not_before = open;
     }
     auto closed = [this, w, k, step, probe, began, host] {
       if (host) *began = steady_now_s();
