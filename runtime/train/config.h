@@ -36,7 +36,9 @@ struct TrainConfig {
   // Mini-batches each worker's issuer keeps in flight (--inflight). 2, measured: on
   // the host backend (real clock, 2 workers, LeNet B=64 m=8, --slowdown 1,4,
   // fastest) 1 in flight gave efficiency 0.658 and 2 gave 0.831, since with one the
-  // stream idles from each completion until the issuer's next hand-out. On CUDA
+  // stream idles from each completion until the issuer's next hand-out; 3 against 2
+  // (2026-12-02, a 2-core Xeon, fastest and adaptive at no slowdown and 1,4, 3 runs
+  // each) was within 3% either way, so depth beyond 2 buys nothing there. On CUDA
   // (not yet measured) the same holds with more weight: the second mini-batch's
   // staging and kernels are queued while the first runs, which hides the launch
   // latency and the completion notice's trip through the host. More buys nothing
