@@ -504,9 +504,11 @@ void RealDriver::notice(int w, Notice& n) {
   const bool current = step_ == step;
   const std::optional<double> deadline_before = ctl_.deadline();
   // adaptive: every mini-batch that ran feeds the rate estimate with its service
-  // time: from when its stream reached it (host backend: the timeline's rule), or
-  // on CUDA from the worker's previous completion (its stream runs them in order)
-  // but not before its own window opened. Never from the current step's start: a
+  // time: from when its stream reached it (host backend; for a step's first one
+  // that includes its wait for the previous update, which the timeline's begin
+  // leaves out, so the estimate errs slow), or on CUDA from the worker's previous
+  // completion (its stream runs them in order) but not before its own window
+  // opened. Never from the current step's start: a
   // cancelled mini-batch of the last step that ends just after it would look
   // nearly free, the estimate would shrink the next deadline, more would be
   // cancelled, and the windows would close empty one after another.
