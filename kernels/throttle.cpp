@@ -1,9 +1,9 @@
 #include "kernels/throttle.h"
 
 #include <chrono>
-#include <thread>
 
 #include "runtime/device/check.h"
+#include "runtime/device/host/precise_sleep.h"
 
 namespace nbsgd::kernels {
 
@@ -43,9 +43,11 @@ void throttle(Stream& s, const uint64_t* slot, double factor, double extra_s, De
   }
   s.device_task(
       [slot, factor, extra_s] {
+        // Until stamp + (1 + factor) x (now - stamp) + extra, to a few microseconds.
         const uint64_t now = steady_ns();
         const double hold = factor * double(now - *slot) * 1e-9 + extra_s;
-        std::this_thread::sleep_for(std::chrono::duration<double>(hold));
+        host_timer::sleep_until(host_timer::Clock::time_point(std::chrono::nanoseconds(now)) +
+                                std::chrono::duration_cast<host_timer::Clock::duration>(std::chrono::duration<double>(hold)));
       },
       Issue::Launch);
 }

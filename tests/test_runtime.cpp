@@ -3,6 +3,9 @@
 #include "kernels/basic.h"
 #include "runtime/device/buffer.h"
 #include "runtime/device/check.h"
+#include "runtime/device/host/precise_sleep.h"
+
+#include <thread>
 
 namespace nbsgd::test {
 
@@ -111,6 +114,47 @@ TEST(HostStream, CountsWhatIsEnqueuedByKind) {
   EXPECT_EQ(s.counts(), want);
   EXPECT_EQ(other.counts(), (IssueCounts{0, 0, 0, 0, 1, 0}));
   EXPECT_EQ(s.counts() - other.counts(), (IssueCounts{2, 1, 1, 1, 0, 1}));
+}
+
+// The host timer sleeps to a margin before the deadline and spins the rest: it never
+// returns before the deadline, whatever the margin (a bound, not a speed).
+TEST(HostTimer, SleepUntilNeverReturnsEarly) {
+  std::thread([] {
+    host_timer::tighten_timer_slack();
+    using namespace std::chrono;
+    for (int rep = 0; rep < 3; ++rep)
+      for (auto d : {microseconds(0), microseconds(5), microseconds(80), microseconds(700), microseconds(3000)}) {
+        const auto deadline = host_timer::Clock::now() + d;
+        host_timer::sleep_until(deadline);
+        EXPECT_GE(host_timer::Clock::now(), deadline) << d.count() << " us";
+      }
+    // The abandonable form: not stopped, it too returns no earlier; stopped, at once.
+    std::mutex m;
+    std::condition_variable cv;
+    std::unique_lock<std::mutex> lk(m);
+    const auto deadline = host_timer::Clock::now() + milliseconds(2);
+    EXPECT_FALSE(host_timer::sleep_until(lk, cv, deadline, [] { return false; }));
+    EXPECT_GE(host_timer::Clock::now(), deadline);
+    EXPECT_TRUE(host_timer::sleep_until(lk, cv, host_timer::Clock::now() + seconds(60), [] { return true; }));
+  }).join();
+}
+
+// The margin follows the thread's observed lateness (1.5x its running average,
+// capped at 500 us), so slow wake-ups sleep shorter and quick ones spin little.
+TEST(HostTimer, MarginFollowsTheObservedLateness) {
+  std::thread([] {
+    using namespace std::chrono;
+    auto us = [] { return duration<double, std::micro>(host_timer::margin()).count(); };
+    EXPECT_NEAR(us(), 60.0, 1e-6);  // a fresh thread's starting margin
+    for (int i = 0; i < 60; ++i) host_timer::observed(microseconds(200));
+    EXPECT_NEAR(us(), 300.0, 0.5);
+    for (int i = 0; i < 60; ++i) host_timer::observed(milliseconds(5));  // each counted as at most 500 us
+    EXPECT_NEAR(us(), 500.0, 1e-6);
+    for (int i = 0; i < 80; ++i) host_timer::observed(microseconds(0));
+    EXPECT_LT(us(), 1.0);
+    host_timer::observed(-microseconds(50));  // an early wake-up counts as none
+    EXPECT_GE(us(), 0.0);
+  }).join();
 }
 
 TEST(HostStream, TaskErrorSurfacesAtSynchronize) {

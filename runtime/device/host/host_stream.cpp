@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "runtime/device/check.h"
+#include "runtime/device/host/precise_sleep.h"
 #include "runtime/device/nvtx.h"
 
 namespace nbsgd {
@@ -80,6 +81,7 @@ void HostStreamImpl::run() {
   std::string tname = name_.substr(0, 15);  // pthread names are at most 15 chars
   pthread_setname_np(pthread_self(), tname.c_str());
   nvtx::name_thread(name_.c_str());
+  host_timer::tighten_timer_slack();
   for (;;) {
     Task t;
     {
@@ -105,9 +107,11 @@ void HostStreamImpl::run() {
       t.modelled_s = 0;
     } else if (t.hold_s >= 0) {
       // A real-clock hold (an injected stall or delay) sleeps until its time is up,
-      // or until abandon_holds() ends the run.
+      // to a few microseconds (precise_sleep.h), or until abandon_holds() ends the run.
+      const auto deadline = host_timer::Clock::now() + std::chrono::duration_cast<host_timer::Clock::duration>(
+                                                           std::chrono::duration<double>(t.hold_s));
       std::unique_lock<std::mutex> lk(m_);
-      if (cv_abandon_.wait_for(lk, std::chrono::duration<double>(t.hold_s), [&] { return abandoned_; })) ++cut_;
+      if (host_timer::sleep_until(lk, cv_abandon_, deadline, [&] { return abandoned_; })) ++cut_;
     } else if (t.fn) {
       try {
         t.fn();
