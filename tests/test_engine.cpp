@@ -177,6 +177,63 @@ TEST(Engine, FastestWindowFinishesWhatTheDurationModelPredicts) {
   check_fastest_against_model("1,1,1,20", {1, 1, 1, 20}, true, true);
 }
 
+// The duration model's jitter: J has mean 1 and the asked coefficient of variation,
+// and 0 draws nothing (J = 1 exactly, the stream untouched).
+TEST(DurationModel, JitterHasMeanOneAndTheAskedSpread) {
+  for (double cv : {0.05, 0.2}) {
+    DurationModel m;
+    m.jitter_cv = cv;
+    straggler::Rng rng = straggler::device_stream(11, 0, straggler::RngPurpose::Jitter);
+    double s = 0, s2 = 0;
+    const int n = 40000;
+    for (int i = 0; i < n; ++i) {
+      const double j = m.jitter(rng);
+      ASSERT_GT(j, 0.0);
+      s += j;
+      s2 += j * j;
+    }
+    const double mean = s / n, sd = std::sqrt(s2 / n - mean * mean);
+    EXPECT_NEAR(mean, 1.0, 0.005) << cv;
+    EXPECT_NEAR(sd / mean, cv, 0.05 * cv) << cv;
+  }
+  DurationModel none;
+  straggler::Rng a = straggler::device_stream(11, 0, straggler::RngPurpose::Jitter), b = a;
+  EXPECT_EQ(none.jitter(a), 1.0);
+  EXPECT_EQ(a.uniform(), b.uniform());
+}
+
+// Without jitter, equal workers tie exactly at every close and the tie counts;
+// with it (--virtual-jitter), the first to finish closes the window and the
+// other's running mini-batch is wasted, as on a real machine. The run is still a
+// function of the profile's seed, bit for bit.
+TEST(Engine, VirtualJitterBreaksExactTiesAndKeepsTheSeed) {
+  TrainConfig c = small_config();
+  c.host_workers = 2;
+  c.window = "fastest";
+  c.steps = 24;
+  const RunOut exact = run(c);
+  for (const auto& s : exact.steps) EXPECT_EQ(s.finished, (std::vector<int>{4, 4})) << s.step;
+  EXPECT_EQ(exact.summary.wasted_minibatches, 0);
+  c.model.jitter_cv = 0.1;
+  const RunOut a = run(c), b = run(c);
+  ASSERT_EQ(a.steps.size(), b.steps.size());
+  int short_steps = 0;
+  for (size_t i = 0; i < a.steps.size(); ++i) {
+    EXPECT_EQ(a.steps[i].finished, b.steps[i].finished);
+    EXPECT_EQ(a.steps[i].t, b.steps[i].t);
+    EXPECT_EQ(a.steps[i].loss, b.steps[i].loss);
+    short_steps += a.steps[i].finished[0] + a.steps[i].finished[1] < 8;
+  }
+  EXPECT_EQ(a.hashes, b.hashes);
+  EXPECT_GE(short_steps, 20);  // almost every step: one worker's 4th is still running
+  EXPECT_GE(a.summary.wasted_minibatches, 20);
+  // The draws follow the profile's seed, as its delays do (not --seed).
+  const TempProfile prof("seed = 8\n[device.default]\n");
+  c.profile = prof.path;
+  const RunOut other = run(c);
+  EXPECT_NE(other.steps.back().t, a.steps.back().t);
+}
+
 TEST(Engine, ExchangedGradientIsTheSampleWeightedMean) {
   // Three host workers with different sample counts; integer-valued gradients so
   // every sum is exact. After the all-reduce and one plain SGD step (lr 1, no

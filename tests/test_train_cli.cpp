@@ -159,6 +159,7 @@ TEST(TrainCli, UnusableNumbersAreRefusedNamingTheFlag) {
                         Case{"--virtual-gflops 0", "--virtual-gflops"}, Case{"--virtual-link-gbps inf", "--virtual-link-gbps"},
                         Case{"--epochs 0", "--epochs"}, Case{"--target-loss -1", "--target-loss"},
                         Case{"--seed -1", "--seed"}, Case{"--virtual-overhead-us -3", "--virtual-overhead-us"},
+                        Case{"--virtual-jitter 1.5", "--virtual-jitter"}, Case{"--virtual-jitter nan", "--virtual-jitter"},
                         Case{"--no-such-flag", "--no-such-flag"}}) {
     const std::string dir = make_temp_dir("train-bad-number") + "/out";
     CommandResult r = run_nbsgd("train --host-workers 2 --steps 1 --quiet --out " + dir + " " + c.args);

@@ -93,6 +93,7 @@ class AdpsgdLoop {
     const int64_t it = iter_[w];
     straggler::Rng stall_rng = step_stream(s_.profile, w, it, straggler::RngPurpose::Stall);
     straggler::Rng delay_rng = step_stream(s_.profile, w, it, straggler::RngPurpose::Delay);
+    straggler::Rng jitter_rng = step_stream(s_.profile, w, it, straggler::RngPurpose::Jitter);
     int64_t busy = ns(dev.draw_stall_s(stall_rng, it));
     rec_.delay_s[w] += s_of(busy);
     const bool traced = e_.trace && e_.trace->range().contains(rec_.step);
@@ -103,7 +104,7 @@ class AdpsgdLoop {
       auto mb = s_.queue->take(b);
       NBSGD_CHECK(mb.has_value(), "AD-PSGD: the epoch queue ran dry");
       const int size = static_cast<int>(mb->indices.size());
-      const int64_t c = ns(s_.cfg.model.compute_s(s_.flops, size));
+      const int64_t c = ns(s_.cfg.model.compute_s(s_.flops, size) * s_.cfg.model.jitter(jitter_rng));
       const int64_t injected = ns((dev.slowdown(it) - 1.0) * s_of(c)) + ns(dev.draw_delay_s(delay_rng, it));
       rec_.delay_s[w] += s_of(injected);
       if (traced) {

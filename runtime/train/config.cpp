@@ -40,6 +40,7 @@ std::string config_json(const TrainConfig& c) {
       {"virtual_launch_overhead_s", c.model.launch_overhead_s},
       {"virtual_link_gbps", c.model.link_gbps},
       {"virtual_link_latency_s", c.model.link_latency_s},
+      {"virtual_jitter", c.model.jitter_cv},
       {"batch", c.batch},
       {"split", c.split},
       {"lr", c.lr},
@@ -108,6 +109,8 @@ void check_numbers(const TrainConfig& c) {
   require(c.model.gflops >= 1e-3 && c.model.gflops <= 1e9, "--virtual-gflops", c.model.gflops, "in [0.001, 1e9]");
   require(c.model.link_gbps >= 1e-6 && c.model.link_gbps <= 1e9, "--virtual-link-gbps", c.model.link_gbps,
           "in [1e-6, 1e9]");
+  require(finite(c.model.jitter_cv) && c.model.jitter_cv >= 0 && c.model.jitter_cv <= 1, "--virtual-jitter",
+          c.model.jitter_cv, "in [0, 1] (a coefficient of variation)");
   require(c.model.launch_overhead_s <= 1.0 && (c.model.launch_overhead_s >= 0 || c.model.launch_overhead_s == -1.0),
           "--virtual-overhead-us", c.model.launch_overhead_s * 1e6, "in [0, 1e6]");
   require(c.adaptive_guard <= 1e3, "--adaptive-guard", c.adaptive_guard, "at most 1000");

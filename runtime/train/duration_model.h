@@ -9,6 +9,12 @@
 //       per mini-batch, about what PyTorch eager takes at a batch of a few samples)
 //       plus the injected straggling, before the commit (never cut short):
 //                (slowdown_i(t) - 1) * c  +  random delay D ~ profile
+//   times, with jitter_cv > 0, a factor J drawn per mini-batch: lognormal with mean 1
+//       and coefficient of variation jitter_cv (the device's own run-to-run
+//       variation; the throttle scales c x J, as the real throttle scales what it
+//       measured). Drawn from the profile seed's per-(worker, step) stream, as the
+//       profile's delays are, in hand-out order, so a seed still gives one run. 0 (the default): every mini-batch takes
+//       exactly c, so equal workers tie exactly and a tie counts; no real device ties.
 //   all-reduce of `bytes` over N workers (ring: 2(N-1)/N of the bytes cross each link):
 //       latency_s * 2(N-1) + 2(N-1)/N * bytes / (link_gbps * 1e9)       (0 if N = 1)
 //   fused update of P parameters: launch_overhead_s + 16 P bytes / (mem_gbps * 1e9)
@@ -17,8 +23,11 @@
 // link (PCIe Gen4 all-reduce bus bandwidth) with 5 us per hop, 1 TB/s memory.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <string>
+
+#include "runtime/train/straggler/distribution.h"
 
 namespace nbsgd::engine {
 
@@ -29,6 +38,7 @@ struct DurationModel {
   double link_gbps = 20.0;
   double link_latency_s = 5e-6;
   double mem_gbps = 1000.0;
+  double jitter_cv = 0.0;  // a mini-batch's compute: c x J, J lognormal, E J = 1, CV as given
 
   // This model with launch_overhead_s resolved for a net of `layers` layers.
   DurationModel for_layers(int layers) const {
@@ -48,6 +58,12 @@ struct DurationModel {
   double gossip_s(size_t bytes, int max_neighbours) const {
     if (max_neighbours <= 0) return 0.0;
     return link_latency_s + max_neighbours * double(bytes) / (link_gbps * 1e9);
+  }
+  // J for one mini-batch, from `rng` (two uniforms; none when jitter_cv is 0).
+  double jitter(straggler::Rng& rng) const {
+    if (jitter_cv <= 0) return 1.0;
+    const double sigma = std::sqrt(std::log1p(jitter_cv * jitter_cv));
+    return straggler::Distribution::lognormal(-0.5 * sigma * sigma, sigma).sample_ms(rng);
   }
   double update_s(size_t params) const { return launch_overhead_s + 16.0 * double(params) / (mem_gbps * 1e9); }
 };

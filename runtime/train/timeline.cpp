@@ -222,6 +222,7 @@ void Timeline::open_worker(int w, int64_t step, double t, Group& g) {
   s.issue_step = step;
   s.starved = false;
   s.delay_rng = step_stream(profile_, w, step, straggler::RngPurpose::Delay);
+  s.jitter_rng = step_stream(profile_, w, step, straggler::RngPurpose::Jitter);
   straggler::Rng stall_rng = step_stream(profile_, w, step, straggler::RngPurpose::Stall);
   r.stall_s = quantize(profile_.devices[static_cast<size_t>(w)].draw_stall_s(stall_rng, step));
   if (r.stall_s > 0) s.fifo.push_back(Item{true, step, -1, -1});
@@ -242,8 +243,9 @@ void Timeline::add_minibatch(int w, int64_t step, int64_t handle, int size, doub
   mb.size = size;
   mb.handle = handle;
   mb.take = t;
-  // Compute, then the throttle's (s-1)c and the random delay, each on the grid.
-  const int64_t c = ns(cfg_.model.compute_s(cfg_.flops_per_sample, size));
+  // Compute (c, times the model's jitter J), then the throttle's (s-1)c and the
+  // random delay, each on the grid.
+  const int64_t c = ns(cfg_.model.compute_s(cfg_.flops_per_sample, size) * cfg_.model.jitter(s.jitter_rng));
   mb.compute_s = s_of(c);
   mb.injected_s = s_of(ns((dev.slowdown(step) - 1.0) * s_of(c)) + ns(dev.draw_delay_s(s.delay_rng, step)));
   r.minibatches.push_back(mb);

@@ -161,6 +161,7 @@ class Timeline {
     Item current;
     double reached = 0;  // when the stream reached the current item
     straggler::Rng delay_rng;
+    straggler::Rng jitter_rng;  // the duration model's J, per (worker, step)
   };
 
   void push(double t, int type, int w, int64_t step, int aux = -1);

@@ -48,6 +48,10 @@ void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
          "Virtual clock: launch overhead per mini-batch, microseconds (default: 4 us x the net's kernels)")
       ->default_str("auto");
   app.add_option("--virtual-link-gbps", c.model.link_gbps, "Virtual clock: link bandwidth GB/s")->capture_default_str();
+  app.add_option("--virtual-jitter", c.model.jitter_cv,
+                 "Virtual clock: a mini-batch's compute varies by this coefficient of variation (lognormal, mean "
+                 "kept; 0: every one takes exactly its modelled time)")
+      ->capture_default_str();
   app.add_option("--batch", c.batch, "Batch B per worker")->capture_default_str();
   app.add_option("--split", c.split, "Mini-batches M per batch (M divides B)")->capture_default_str();
   app.add_option("--lr", c.lr, "Learning rate")->capture_default_str();

@@ -23,7 +23,7 @@ using data::splitmix64;
 
 // Which stream of a device: delays and stalls get separate streams so that
 // turning stalls on does not change the delay draws.
-enum class RngPurpose : uint64_t { Delay = 1, Stall = 2, Model = 3 };
+enum class RngPurpose : uint64_t { Delay = 1, Stall = 2, Model = 3, Jitter = 4 };
 
 // Per-device stream derived from the seed by hashing (seed, device, purpose).
 // Streams of different devices or purposes are statistically independent.
