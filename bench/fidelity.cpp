@@ -10,9 +10,10 @@
 //     question of the issue). Plus the update and the in-process all-reduce alone.
 //  2. Fidelity: every pattern x window on the virtual clock with the duration model
 //     set to the measured costs (compute_s(b) = c, update and all-reduce as measured,
-//     the slowdowns as given, and --virtual-jitter set to the measured spread of a
-//     mini-batch's cost), against the same run on the real clock; the same model
-//     without jitter beside it, since equal costs tie exactly there and not here.
+//     the slowdowns as given, --virtual-jitter set to the measured spread of a
+//     mini-batch's cost and the notice latency to a completion watcher's measured
+//     wake-up lag), against the same run on the real clock; the same model without
+//     either beside it, since equal costs tie exactly there and not here.
 //     Predicted and measured samples/s, counted mini-batches per worker per step,
 //     wasted (and, real clock, skipped-before-start) mini-batches, the error.
 //     Windows: sync, fastest, adaptive and quorum:10 (10 of the 16 mini-batches).
@@ -35,6 +36,7 @@
 #include <map>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels/throttle.h"
@@ -88,6 +90,10 @@ struct LoopResult {
   // between consecutive mini-batches' ends inside a step (the 2nd to the m-th; the
   // 1st also waits for the update). Slowdowns scale c, so this is c's own spread.
   double minibatch_cv = 0;
+  // With a watcher: the median lag from a mini-batch's end (its event's host
+  // timestamp) to a thread blocked on that event waking, as the engine's completion
+  // watcher does; NaN without.
+  double notice_latency_s = std::nan("");
 };
 
 double coefficient_of_variation(const std::vector<double>& v) {
@@ -102,7 +108,7 @@ double coefficient_of_variation(const std::vector<double>& v) {
 // thread each), each exactly the engine's per-mini-batch work and a fused update
 // per step. Enqueued from this thread; each worker's streams run on their own.
 std::vector<LoopResult> standalone_loops(const data::Dataset& ds, const Options& o, const std::vector<double>& slowdowns,
-                                         int steps) {
+                                         int steps, bool watch = false) {
   const int n = static_cast<int>(slowdowns.size()), b = o.b(), warm = 3;
   const DeviceList devs = host_devices(n, "bench_fidelity");
   // The engine's default data path (--gather device): the set read in place, one
@@ -153,6 +159,20 @@ std::vector<LoopResult> standalone_loops(const data::Dataset& ds, const Options&
       comm.record(w.update_done);
     }
   }
+  // The watchers start once everything is enqueued; an end already reached when a
+  // watcher comes to it is not a sample (nothing waited for it).
+  std::vector<std::vector<double>> lags(n);
+  std::vector<std::thread> watchers;
+  if (watch)
+    for (int i = 0; i < n; ++i)
+      watchers.emplace_back([&, i] {
+        for (Event& e : ends[i]) {
+          if (e.query()) continue;
+          e.synchronize();
+          lags[i].push_back(steady_now_s() - e.host_timestamp());
+        }
+      });
+  for (auto& th : watchers) th.join();
   std::vector<LoopResult> out;
   for (int i = 0; i < n; ++i) {
     ws[i]->ctx().comm().record(t1[i]);
@@ -166,6 +186,7 @@ std::vector<LoopResult> standalone_loops(const data::Dataset& ds, const Options&
       for (int k = 1; k < o.split; ++k)
         gaps.push_back(ends[i][st * o.split + k].host_timestamp() - ends[i][st * o.split + k - 1].host_timestamp());
     r.minibatch_cv = coefficient_of_variation(gaps);
+    if (watch && !lags[i].empty()) r.notice_latency_s = spread(lags[i]).med;
     out.push_back(r);
   }
   return out;
@@ -354,7 +375,7 @@ int main(int argc, char** argv) {
     const auto [update_s, allreduce_s] = exchange_costs();
     standalone_loops(data.train, o, {1.0}, 5);  // warm-up
     std::vector<double> c_alone, r_alone, r_alone4, r_together0, r_together4_fast, r_together4_slow, cv_alone,
-        cv_together;
+        cv_together, lag;
     for (int rep = 0; rep < o.reps; ++rep) {
       const LoopResult a = standalone_loops(data.train, o, {1.0}, o.standalone_steps)[0];
       c_alone.push_back((a.step_s - update_s) / o.split);
@@ -368,6 +389,10 @@ int main(int argc, char** argv) {
       const auto t4 = standalone_loops(data.train, o, {1.0, 4.0}, o.standalone_steps);
       r_together4_fast.push_back(t4[0].rate);
       r_together4_slow.push_back(t4[1].rate);
+      // The completion watcher's lag, two at once (the engine's case): a separate
+      // run, so that the watchers take nothing from the rates above.
+      for (const LoopResult& x : standalone_loops(data.train, o, {1.0, 1.0}, o.standalone_steps, true))
+        if (!std::isnan(x.notice_latency_s)) lag.push_back(x.notice_latency_s);
     }
     const double c = spread(c_alone).med;
     // The mini-batch cost when both workers compute at once (no engine): the
@@ -385,9 +410,13 @@ int main(int argc, char** argv) {
     // jitter_cv: the measured spread of a mini-batch's cost (alone, or two at once),
     // so that equal costs do not tie exactly on the virtual clock when they do not on
     // the real one (the model allows at most 1).
+    // notice_latency_s: the measured lag from a mini-batch's end to its watcher's
+    // wake-up; a stream reaching its next mini-batch within it of a close runs it.
+    const double notice_lag = lag.empty() ? 0.0 : spread(lag).med;
     auto calibrated = [&](double cost, double cv) {
       engine::DurationModel m;
       m.jitter_cv = std::min(cv, 1.0);
+      m.notice_latency_s = notice_lag;
       m.launch_overhead_s = 0.0;
       m.gflops = b * flops / (cost * 1e9);
       m.mem_gbps = 16.0 * params / (update_s * 1e9);
@@ -397,8 +426,9 @@ int main(int argc, char** argv) {
     };
     const engine::DurationModel model = calibrated(c, spread(cv_alone).med),
                                 model_shared = calibrated(c_shared, spread(cv_together).med);
-    engine::DurationModel model_exact = model;  // no jitter: the model as it was
+    engine::DurationModel model_exact = model;  // no jitter, no lag: the model as it was
     model_exact.jitter_cv = 0.0;
+    model_exact.notice_latency_s = 0.0;
     auto ms = [](double s) { return s * 1e3; };
     std::printf("bench_fidelity: host backend, 2 host workers, lenet, B=%d, m=%d (mini-batch %d), %d measured steps "
                 "after %d, %d interleaved repetitions\n",
@@ -423,18 +453,22 @@ int main(int argc, char** argv) {
                 model_shared.gflops);
     const Spread scv = spread(cv_alone), scvt = spread(cv_together);
     std::printf("  a mini-batch's spread (CV of its cost): %.3f [%.3f-%.3f] alone, %.3f [%.3f-%.3f] two at once; the "
-                "models' --virtual-jitter %.3f and %.3f\n\n", scv.med, scv.lo, scv.hi, scvt.med, scvt.lo, scvt.hi,
+                "models' --virtual-jitter %.3f and %.3f\n", scv.med, scv.lo, scv.hi, scvt.med, scvt.lo, scvt.hi,
                 model.jitter_cv, model_shared.jitter_cv);
+    const Spread slag = spread(lag);
+    std::printf("  a completion's notice lag (its end to a watcher's wake-up, two at once): %.1f us [%.1f-%.1f]; the "
+                "models' notice latency\n\n", slag.med * 1e6, slag.lo * 1e6, slag.hi * 1e6);
     out["standalone"] = {{"clock", "real"}, {"threads_per_worker", 1},
                          {"alone_rate", r_alone}, {"alone_slowdown4_rate", r_alone4}, {"minibatch_s", c_alone},
                          {"together_1_1_rate_each", r_together0}, {"together_1_4_fast_rate", r_together4_fast},
                          {"together_1_4_slow_rate", r_together4_slow}, {"update_s", update_s},
                          {"allreduce_s", allreduce_s}, {"minibatch_cv", cv_alone},
-                         {"together_1_1_minibatch_cv", cv_together}};
+                         {"together_1_1_minibatch_cv", cv_together}, {"notice_latency_s", lag}};
     out["duration_model"] = {{"gflops", model.gflops}, {"launch_overhead_s", 0.0}, {"mem_gbps", model.mem_gbps},
                              {"link_latency_s", model.link_latency_s}, {"link_gbps", model.link_gbps},
                              {"gflops_shared", model_shared.gflops}, {"minibatch_s_shared", c_shared},
-                             {"jitter_cv", model.jitter_cv}, {"jitter_cv_shared", model_shared.jitter_cv}};
+                             {"jitter_cv", model.jitter_cv}, {"jitter_cv_shared", model_shared.jitter_cv},
+                             {"notice_latency_s", notice_lag}};
 
     // ---- 2. virtual predictions (deterministic: one run each), validated
     std::map<std::string, RunStats> predicted, predicted_shared, predicted_exact;
@@ -460,8 +494,8 @@ int main(int argc, char** argv) {
     const std::string load_end = loadavg();
 
     // ---- fidelity table
-    std::printf("fidelity: predicted (virtual clock, calibrated, with the measured jitter) against measured (real "
-                "clock), median [min-max] of %d; J=0: the same model without jitter\n", o.reps);
+    std::printf("fidelity: predicted (virtual clock, calibrated, with the measured jitter and notice lag) against "
+                "measured (real clock), median [min-max] of %d; J=0: the same model without either\n", o.reps);
     std::printf("%-13s %-20s %11s %22s %7s  %-23s %-17s %8s %15s %11s %7s %15s\n", "pattern", "window", "predicted/s",
                 "measured/s", "err %", "counted/step v | r", "wasted/step v|r", "skip r", "window ms v|r", "pred c'/s",
                 "err %", "J=0 err|counted");
@@ -506,7 +540,7 @@ int main(int argc, char** argv) {
                      {"error", err}, {"error_shared", err_shared}, {"error_no_jitter", err_exact}});
     }
     std::printf("%d of %d rows within 10%% with c measured alone (target: all, on 2 workers / 2 cores); %d of %d "
-                "with c' (two at once); %d of %d without jitter\n", within, rows, within_shared, rows, within_exact, rows);
+                "with c' (two at once); %d of %d without jitter and lag\n", within, rows, within_shared, rows, within_exact, rows);
     std::printf("(window ms: the close minus the step's start; real-clock sync: the step's length)\n");
     std::printf("load average: %s at start, %s at end\n\n", load_start.c_str(), load_end.c_str());
     out["fidelity"] = fid;

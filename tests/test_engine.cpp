@@ -234,6 +234,39 @@ TEST(Engine, VirtualJitterBreaksExactTiesAndKeepsTheSeed) {
   EXPECT_NE(other.steps.back().t, a.steps.back().t);
 }
 
+// The notice latency (DurationModel::notice_latency_s): the real engine decides a
+// completion on the host while the stream runs on, so the worker whose mini-batch
+// closes a quorum window starts its queued next one before the close is seen. One
+// worker, quorum:2 of its 4: its second mini-batch closes every window with the
+// third queued (--inflight 2). At 0 that one is skipped; with a lag shorter than a
+// mini-batch it runs, is wasted, and the update waits for it, every step alike.
+TEST(Engine, NoticeLatencyRunsTheClosersQueuedMiniBatch) {
+  TrainConfig c = small_config();
+  c.host_workers = 1;
+  c.window = "quorum:2";
+  c.inflight = 2;
+  c.steps = 12;
+  const RunOut at0 = run(c);
+  c.model.notice_latency_s = 20e-6;  // a LeNet mini-batch here: about 150 us
+  const RunOut lag = run(c), again = run(c);
+  ASSERT_EQ(at0.steps.size(), lag.steps.size());
+  EXPECT_EQ(at0.summary.wasted_minibatches, 0);
+  EXPECT_EQ(lag.summary.wasted_minibatches, c.steps);
+  EXPECT_EQ(lag.summary.skipped_minibatches, at0.summary.skipped_minibatches - c.steps);
+  const double dt0 = at0.steps[1].t - at0.steps[0].t, dt = lag.steps[1].t - lag.steps[0].t;
+  EXPECT_GT(dt, dt0);
+  for (size_t i = 0; i < lag.steps.size(); ++i) {
+    EXPECT_EQ(at0.steps[i].finished, std::vector<int>{2}) << i;
+    EXPECT_EQ(lag.steps[i].finished, std::vector<int>{2}) << i;
+    EXPECT_EQ(lag.steps[i].t, again.steps[i].t) << i;
+    EXPECT_EQ(lag.steps[i].loss, at0.steps[i].loss) << i;  // the same mini-batches count
+    if (i > 0) {
+      EXPECT_NEAR(at0.steps[i].t - at0.steps[i - 1].t, dt0, 1e-8) << i;
+      EXPECT_NEAR(lag.steps[i].t - lag.steps[i - 1].t, dt, 1e-8) << i;
+    }
+  }
+}
+
 TEST(Engine, ExchangedGradientIsTheSampleWeightedMean) {
   // Three host workers with different sample counts; integer-valued gradients so
   // every sum is exact. After the all-reduce and one plain SGD step (lr 1, no

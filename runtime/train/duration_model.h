@@ -15,6 +15,12 @@
 //       measured). Drawn from the profile seed's per-(worker, step) stream, as the
 //       profile's delays are, in hand-out order, so a seed still gives one run. 0 (the default): every mini-batch takes
 //       exactly c, so equal workers tie exactly and a tie counts; no real device ties.
+//   the close, seen by a worker's stream notice_latency_s after it (default 0): the
+//       real engine decides each completion on the host while the stream runs on
+//       (the next queued mini-batch starts before its own worker's completion is
+//       decided), so the first queued mini-batch a stream reaches within that lag
+//       of a non-sync window's close still runs (wasted), and its worker's update
+//       waits for it. 0: a stream looks at the window after that instant's closes.
 //   all-reduce of `bytes` over N workers (ring: 2(N-1)/N of the bytes cross each link):
 //       latency_s * 2(N-1) + 2(N-1)/N * bytes / (link_gbps * 1e9)       (0 if N = 1)
 //   fused update of P parameters: launch_overhead_s + 16 P bytes / (mem_gbps * 1e9)
@@ -39,6 +45,7 @@ struct DurationModel {
   double link_latency_s = 5e-6;
   double mem_gbps = 1000.0;
   double jitter_cv = 0.0;  // a mini-batch's compute: c x J, J lognormal, E J = 1, CV as given
+  double notice_latency_s = 0.0;  // how long after a close a stream still starts its next mini-batch
 
   // This model with launch_overhead_s resolved for a net of `layers` layers.
   DurationModel for_layers(int layers) const {

@@ -326,6 +326,22 @@ void Timeline::check(int w, double t) {
     Group* g = find_group(item.step, own_key(w));
     closed = g == nullptr || g->ctl->closed();
   }
+  if (live(item.step)) {
+    TimelineWorkerStep& r = rec(item.step, w);
+    if (closed && r.check_due) {
+      // The close is not seen yet (notice_latency_s): the mini-batch runs, wasted,
+      // and its worker's update waits for it (start_current fills in its end).
+      r.check_due = false;
+      Group* g = find_group(item.step, own_key(w));
+      if (g && t < add_ns(g->ctl->close_time(), cfg_.model.notice_latency_s)) {
+        closed = false;
+        r.running = true;
+      } else {
+        r.running_known = true;
+        try_exchange(item.step);
+      }
+    }
+  }
   if (closed) {
     if (live(item.step)) rec(item.step, w).minibatches[static_cast<size_t>(item.index)].fate = Fate::Skipped;
     give_back_(item.handle);
@@ -460,6 +476,16 @@ void Timeline::handle_close(Group& g) {
       r.running = true;
       r.running_known = mb.begin >= 0;
       r.running_end = mb.begin >= 0 ? mb.end : -1;
+    }
+    // The close is seen notice_latency_s late: a stream that reaches a queued
+    // mini-batch of this step before then runs it (check()). Its first look after
+    // the close is at once when it is free, else when its running one ends.
+    const double seen = add_ns(c, cfg_.model.notice_latency_s);
+    const bool next_here = !s.fifo.empty() && !s.fifo.front().stall && s.fifo.front().step == g.step;
+    const double reach = !s.busy ? c : (r.running && r.running_known) ? r.running_end : -1.0;
+    if (!sync_ && cfg_.model.notice_latency_s > 0 && next_here && reach >= 0 && reach < seen) {
+      r.check_due = true;
+      r.running_known = false;
     }
   }
   // The next window opens now (the real engine's trainer opens it once this one's

@@ -94,6 +94,10 @@ struct TimelineWorkerStep {
   // Simulation state.
   bool closed = false, running = false, running_known = true, scheduled = false, ended = false;
   bool idle = false;  // its issuer can hand out nothing more in this step
+  // notice_latency_s > 0: at the close its stream was about to reach a queued
+  // mini-batch of this step before the close is seen; its first look decides
+  // whether it runs (running_known stays false until then).
+  bool check_due = false;
   int pending = 0;    // handed out, not yet noticed
 };
 

@@ -20,8 +20,10 @@ void Timeline::try_exchange(int64_t step) {
     // that accumulator). Then each worker's update, on its update stream, after the
     // sum, its running mini-batch and its previous update.
     double xs = -1;
-    if (auto it = sum_end_.find(step); it != sum_end_.end()) {
-      xs = it->second;
+    if (sum_end_.count(step)) {
+      // Scheduled already (a worker whose running mini-batch was not known yet comes
+      // later): the sum began at the begin every worker's record holds.
+      xs = v[0].exchange_begin;
     } else {
       const double prev = step == 0 ? 0.0 : (sum_end_.count(step - 1) ? sum_end_[step - 1] : -1.0);
       if (prev < 0) return;
