@@ -160,6 +160,9 @@ TEST(TrainCli, UnusableNumbersAreRefusedNamingTheFlag) {
                         Case{"--epochs 0", "--epochs"}, Case{"--target-loss -1", "--target-loss"},
                         Case{"--seed -1", "--seed"}, Case{"--virtual-overhead-us -3", "--virtual-overhead-us"},
                         Case{"--virtual-jitter 1.5", "--virtual-jitter"}, Case{"--virtual-jitter nan", "--virtual-jitter"},
+                        Case{"--virtual-notice-us -1", "--virtual-notice-us"},
+                        Case{"--virtual-notice-us nan", "--virtual-notice-us"},
+                        Case{"--virtual-notice-us 2e6", "--virtual-notice-us"},
                         Case{"--no-such-flag", "--no-such-flag"}}) {
     const std::string dir = make_temp_dir("train-bad-number") + "/out";
     CommandResult r = run_nbsgd("train --host-workers 2 --steps 1 --quiet --out " + dir + " " + c.args);
@@ -168,6 +171,23 @@ TEST(TrainCli, UnusableNumbersAreRefusedNamingTheFlag) {
     EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
     EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << c.args << "\n" << r.output;
     EXPECT_FALSE(fs::exists(dir)) << c.args;
+  }
+}
+
+// --virtual-notice-us reaches the virtual clock and config.json: one worker, quorum:2
+// of its 4 mini-batches, two in flight. Its second closes every window with the third
+// queued: seen at once, that one is skipped; seen 20 us late, it runs and is wasted,
+// once per step (the engine test NoticeLatencyRunsTheClosersQueuedMiniBatch has why).
+TEST(TrainCli, VirtualNoticeLatencyWastesTheClosersQueuedMiniBatch) {
+  for (const char* us : {"0", "20"}) {
+    const std::string dir = make_temp_dir("train-notice") + "/out";
+    CommandResult r = run_nbsgd(std::string("train --host-workers 1 --net lenet --train-limit 1024 --batch 64 --split 4 "
+                                            "--window quorum:2 --inflight 2 --steps 6 --quiet --virtual-notice-us ") +
+                                us + " --out " + dir);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_DOUBLE_EQ(read_json(dir + "/config.json")["virtual_notice_latency_s"].get<double>(), std::stod(us) * 1e-6);
+    EXPECT_EQ(read_json(dir + "/summary.json")["wasted_minibatches"].get<int>(), std::string(us) == "0" ? 0 : 6) << us;
+    fs::remove_all(fs::path(dir).parent_path());
   }
 }
 

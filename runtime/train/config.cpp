@@ -41,6 +41,7 @@ std::string config_json(const TrainConfig& c) {
       {"virtual_link_gbps", c.model.link_gbps},
       {"virtual_link_latency_s", c.model.link_latency_s},
       {"virtual_jitter", c.model.jitter_cv},
+      {"virtual_notice_latency_s", c.model.notice_latency_s},
       {"batch", c.batch},
       {"split", c.split},
       {"lr", c.lr},
@@ -111,6 +112,8 @@ void check_numbers(const TrainConfig& c) {
           "in [1e-6, 1e9]");
   require(finite(c.model.jitter_cv) && c.model.jitter_cv >= 0 && c.model.jitter_cv <= 1, "--virtual-jitter",
           c.model.jitter_cv, "in [0, 1] (a coefficient of variation)");
+  require(finite(c.model.notice_latency_s) && c.model.notice_latency_s >= 0 && c.model.notice_latency_s <= 1.0,
+          "--virtual-notice-us", c.model.notice_latency_s * 1e6, "in [0, 1e6]");
   require(c.model.launch_overhead_s <= 1.0 && (c.model.launch_overhead_s >= 0 || c.model.launch_overhead_s == -1.0),
           "--virtual-overhead-us", c.model.launch_overhead_s * 1e6, "in [0, 1e6]");
   require(c.adaptive_guard <= 1e3, "--adaptive-guard", c.adaptive_guard, "at most 1000");

@@ -437,9 +437,12 @@ std::string Engine::describe() const {
   if (!s.gather_note.empty()) out += "  " + s.gather_note + "\n";
   if (c.gather == "host") out += "  mini-batches gathered on the host (--gather host)\n";
   if (s.virtual_clock)
-    out += fmt::format("  virtual clock: {:g} GFLOP/s, {:.4g} us launch overhead per mini-batch, link {:g} GB/s + {:g} us{}\n",
+    out += fmt::format("  virtual clock: {:g} GFLOP/s, {:.4g} us launch overhead per mini-batch, link {:g} GB/s + {:g} us{}{}\n",
                        c.model.gflops, c.model.launch_overhead_s * 1e6, c.model.link_gbps, c.model.link_latency_s * 1e6,
-                       c.model.jitter_cv > 0 ? fmt::format(", compute jitter CV {:g}", c.model.jitter_cv) : "");
+                       c.model.jitter_cv > 0 ? fmt::format(", compute jitter CV {:g}", c.model.jitter_cv) : "",
+                       c.model.notice_latency_s > 0
+                           ? fmt::format(", a close seen {:g} us late", c.model.notice_latency_s * 1e6)
+                           : "");
   out += fmt::format("  devices ({}):\n", to_string(s.devices.backend));
   for (size_t k = 0; k < s.devices.devices.size(); ++k) {
     const Device& d = s.devices.devices[k];

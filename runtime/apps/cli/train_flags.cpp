@@ -48,6 +48,17 @@ void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
          "Virtual clock: launch overhead per mini-batch, microseconds (default: 4 us x the net's kernels)")
       ->default_str("auto");
   app.add_option("--virtual-link-gbps", c.model.link_gbps, "Virtual clock: link bandwidth GB/s")->capture_default_str();
+  app.add_option_function<double>(
+         "--virtual-notice-us",
+         [&c](double us) {
+           if (!(us >= 0) || !std::isfinite(us))
+             throw CLI::ValidationError("--virtual-notice-us", "must be a number >= 0");
+           c.model.notice_latency_s = us * 1e-6;
+         },
+         "Virtual clock: a window's close is seen this many microseconds after it happens, as the real engine's "
+         "completion watcher sees it; a stream that reaches a queued mini-batch of the closed step before then runs "
+         "it, wasted (default 0; bench_fidelity measures it)")
+      ->default_str("0");
   app.add_option("--virtual-jitter", c.model.jitter_cv,
                  "Virtual clock: a mini-batch's compute varies by this coefficient of variation (lognormal, mean "
                  "kept; 0: every one takes exactly its modelled time)")

@@ -1,0 +1,107 @@
+// The Timeline with the ring's sum against schedules computed by hand, with the
+// notice latency (DurationModel::notice_latency_s): the close is seen that long
+// after it happens, so a stream that reaches a queued mini-batch of the closed step
+// before then runs it (wasted) and its worker's update waits for it. Such a
+// worker's update is scheduled after the sum was placed; the sum's begin is the
+// one every worker's record holds (the close), not its end.
+#include <gtest/gtest.h>
+
+#include "runtime/train/straggler/profile.h"
+#include "runtime/train/timeline.h"
+#include "runtime/train/window.h"
+
+namespace nbsgd::engine {
+namespace {
+
+constexpr double kMs = 1e-3;
+using Fate = TimelineMiniBatch::Fate;
+
+// 2 workers, the ring's sum (2 ms), no update cost; a mini-batch of one sample
+// costs 1 ms times its worker's slowdown; quorum:2, two in flight.
+TimelineStep first_step(double notice_ms, const std::vector<double>& slowdowns) {
+  const int N = 2;
+  TimelineConfig tc;
+  tc.mixes_models = false;
+  tc.controller.window = parse_window("quorum:2");
+  tc.controller.workers = N;
+  tc.controller.batch = 2;
+  tc.controller.split = 2;
+  tc.controller.cap = parse_cap("", tc.controller.window, 2);
+  tc.inflight = 2;
+  tc.model.launch_overhead_s = 0;
+  tc.model.gflops = 1.0;
+  tc.model.notice_latency_s = notice_ms * kMs;
+  tc.flops_per_sample = 1e6;  // 1 ms at 1 GFLOP/s
+  tc.params = 0;
+  tc.exchange_s = [](int64_t, int) { return 2 * kMs; };
+  static const std::vector<int> none;
+  tc.waits_for = [](int64_t, int) -> const std::vector<int>& { return none; };
+  const auto prof = straggler::resolve(straggler::profile_from_slowdowns(slowdowns), N, {});
+  Timeline tl(
+      tc, prof,
+      [](int, int size, int& actual) -> int64_t {
+        actual = size;
+        return 0;
+      },
+      [](int64_t) {});
+  return tl.finish_step(0);
+}
+
+std::vector<Fate> fates(const TimelineWorkerStep& r) {
+  std::vector<Fate> f;
+  for (const TimelineMiniBatch& mb : r.minibatches) f.push_back(mb.fate);
+  return f;
+}
+
+// Equal workers: both first mini-batches end at 1 ms and close the window (the 2nd
+// completion). Both streams are free then, with their second queued. Seen at once,
+// it is skipped; seen 0.2 ms late, it runs 1 -> 2 ms and is wasted. Either way the
+// sum runs 1 -> 3 ms and each update follows it: every worker ends at 3 ms.
+TEST(RingTimelineByHand, TheClosersQueuedMiniBatchRunsWithinTheNoticeLatency) {
+  const TimelineStep at0 = first_step(0, {1, 1});
+  const TimelineStep lag = first_step(0.2, {1, 1});
+  for (int w = 0; w < 2; ++w) {
+    const TimelineWorkerStep &a = at0.workers[w], &r = lag.workers[w];
+    EXPECT_EQ(a.finished, 1) << w;
+    EXPECT_EQ(r.finished, 1) << w;
+    EXPECT_EQ(fates(a), (std::vector<Fate>{Fate::Counted, Fate::Skipped})) << w;
+    EXPECT_EQ(fates(r), (std::vector<Fate>{Fate::Counted, Fate::Wasted})) << w;
+    EXPECT_NEAR(r.running_end, 2 * kMs, 1e-12) << w;
+    for (const TimelineWorkerStep* x : {&a, &r}) {
+      EXPECT_NEAR(x->close, 1 * kMs, 1e-12) << w;
+      EXPECT_NEAR(x->exchange_begin, 1 * kMs, 1e-12) << w;
+      EXPECT_NEAR(x->exchange_end, 3 * kMs, 1e-12) << w;
+      EXPECT_NEAR(x->end, 3 * kMs, 1e-12) << w;
+    }
+  }
+  EXPECT_EQ(at0.wasted(), 0);
+  EXPECT_EQ(lag.wasted(), 2);
+  EXPECT_EQ(lag.skipped(), 0);
+}
+
+// Worker 1 at 1.5x: worker 0 ends its first at 1 ms and has its second running
+// (1 -> 2) and a third queued; worker 1's first ends at 1.5 ms and closes the
+// window. Worker 1's stream is free then and reaches its queued second before the
+// close is seen (1.7 ms): it runs 1.5 -> 3 ms, wasted, and worker 1's update is
+// scheduled only then, after the sum (1.5 -> 3.5) was placed; it begins the sum's
+// begin, so worker 1 ends at 3.5 ms, as worker 0 does. Worker 0's running second
+// ends after the close is seen: its third is skipped.
+TEST(RingTimelineByHand, AWorkerScheduledAfterTheSumTakesTheSumsBegin) {
+  const TimelineStep o = first_step(0.2, {1, 1.5});
+  const TimelineWorkerStep &w0 = o.workers[0], &w1 = o.workers[1];
+  EXPECT_EQ(w0.finished, 1);
+  EXPECT_EQ(w1.finished, 1);
+  EXPECT_EQ(fates(w0), (std::vector<Fate>{Fate::Counted, Fate::Wasted, Fate::Skipped}));
+  EXPECT_EQ(fates(w1), (std::vector<Fate>{Fate::Counted, Fate::Wasted}));
+  EXPECT_NEAR(w0.running_end, 2 * kMs, 1e-12);
+  EXPECT_NEAR(w1.running_end, 3 * kMs, 1e-12);
+  for (const TimelineWorkerStep* r : {&w0, &w1}) {
+    EXPECT_NEAR(r->close, 1.5 * kMs, 1e-12);
+    EXPECT_NEAR(r->exchange_begin, 1.5 * kMs, 1e-12);
+    EXPECT_NEAR(r->exchange_end, 3.5 * kMs, 1e-12);
+    EXPECT_NEAR(r->end, 3.5 * kMs, 1e-12);
+  }
+}
+
+}  // namespace
+}  // namespace nbsgd::engine
