@@ -11,9 +11,11 @@
 //  2. Fidelity: every pattern x window on the virtual clock with the duration model
 //     set to the measured costs (compute_s(b) = c, update and all-reduce as measured,
 //     the slowdowns as given, --virtual-jitter set to the measured spread of a
-//     mini-batch's cost and the notice latency to a completion watcher's measured
-//     wake-up lag), against the same run on the real clock; the same model without
-//     either beside it, since equal costs tie exactly there and not here.
+//     mini-batch's cost, the notice latency to a completion watcher's measured
+//     wake-up lag, and --virtual-host-us to the engine's issuer and watcher threads'
+//     CPU per mini-batch, from their thread CPU clocks in two calibration runs of
+//     their own), against the same run on the real clock; the same model without
+//     the three beside it, since equal costs tie exactly there and not here.
 //     Predicted and measured samples/s, counted mini-batches per worker per step,
 //     wasted (and, real clock, skipped-before-start) mini-batches, the error.
 //     Windows: sync, fastest, adaptive and quorum:10 (10 of the 16 mini-batches).
@@ -239,6 +241,7 @@ struct RunStats {
   std::vector<double> counted;        // mean counted mini-batches per worker per step
   double wasted = 0, skipped = 0;     // per step, whole run
   double window_ms = 0, after_ms = 0;  // medians over the measured steps
+  double driver_cpu_per_mb = 0;       // real clock: issuers' and watchers' CPU per mini-batch issued
 };
 
 engine::TrainConfig train_config(const Options& o, const Case& c, const std::string& clock) {
@@ -316,12 +319,15 @@ RunStats run_case(const engine::TrainConfig& t, int warmup, int b) {
   st.skipped = double(s.skipped_minibatches) / s.steps;
   st.window_ms = spread(win).med;
   st.after_ms = spread(after).med;
+  const double issued = double(s.samples) / b + double(s.wasted_minibatches + s.skipped_minibatches);
+  st.driver_cpu_per_mb = issued > 0 ? s.driver_cpu_s / issued : 0.0;
   return st;
 }
 
 nlohmann::json stats_json(const RunStats& s) {
   return {{"samples_per_s", s.rate}, {"counted_per_worker_per_step", s.counted}, {"wasted_per_step", s.wasted},
-          {"skipped_per_step", s.skipped}, {"window_ms", s.window_ms}, {"after_close_ms", s.after_ms}};
+          {"skipped_per_step", s.skipped}, {"window_ms", s.window_ms}, {"after_close_ms", s.after_ms},
+          {"driver_cpu_per_minibatch_s", s.driver_cpu_per_mb}};
 }
 
 std::string counted_str(const std::vector<double>& c) {
@@ -413,6 +419,15 @@ int main(int argc, char** argv) {
     // notice_latency_s: the measured lag from a mini-batch's end to its watcher's
     // wake-up; a stream reaching its next mini-batch within it of a close runs it.
     const double notice_lag = lag.empty() ? 0.0 : spread(lag).med;
+    // host_cpu_s: the CPU the engine's issuer and watcher threads spend per
+    // mini-batch, from their thread CPU clocks in two calibration runs of their own
+    // (real clock, no slowdown; not among the rows below): sync, where an issuer
+    // enqueues its step's mini-batches and nothing is decided, and fastest, where
+    // each one is also handed out, watched and decided. On 2 cores they take it from
+    // the compute; the non-blocking rows get the second, the sync rows the first.
+    run_case(train_config(o, {"none", "fastest"}, "real"), o.warmup, o.b());  // warm-up
+    const double host_sync = run_case(train_config(o, {"none", "sync"}, "real"), o.warmup, o.b()).driver_cpu_per_mb;
+    const double host_nb = run_case(train_config(o, {"none", "fastest"}, "real"), o.warmup, o.b()).driver_cpu_per_mb;
     auto calibrated = [&](double cost, double cv) {
       engine::DurationModel m;
       m.jitter_cv = std::min(cv, 1.0);
@@ -426,9 +441,13 @@ int main(int argc, char** argv) {
     };
     const engine::DurationModel model = calibrated(c, spread(cv_alone).med),
                                 model_shared = calibrated(c_shared, spread(cv_together).med);
-    engine::DurationModel model_exact = model;  // no jitter, no lag: the model as it was
+    engine::DurationModel model_exact = model;  // no jitter, lag or host CPU: the model as it was
     model_exact.jitter_cv = 0.0;
     model_exact.notice_latency_s = 0.0;
+    auto with_host = [&](engine::DurationModel m, const Case& k) {
+      m.host_cpu_s = k.window == "sync" ? host_sync : host_nb;
+      return m;
+    };
     auto ms = [](double s) { return s * 1e3; };
     std::printf("bench_fidelity: host backend, 2 host workers, lenet, B=%d, m=%d (mini-batch %d), %d measured steps "
                 "after %d, %d interleaved repetitions\n",
@@ -457,7 +476,10 @@ int main(int argc, char** argv) {
                 model.jitter_cv, model_shared.jitter_cv);
     const Spread slag = spread(lag);
     std::printf("  a completion's notice lag (its end to a watcher's wake-up, two at once): %.1f us [%.1f-%.1f]; the "
-                "models' notice latency\n\n", slag.med * 1e6, slag.lo * 1e6, slag.hi * 1e6);
+                "models' notice latency\n", slag.med * 1e6, slag.lo * 1e6, slag.hi * 1e6);
+    std::printf("  the engine's issuer and watcher threads' CPU per mini-batch (thread CPU clocks, real clock, no "
+                "slowdown): sync %.1f us, fastest %.1f us; the models' host CPU (--virtual-host-us)\n\n",
+                host_sync * 1e6, host_nb * 1e6);
     out["standalone"] = {{"clock", "real"}, {"threads_per_worker", 1},
                          {"alone_rate", r_alone}, {"alone_slowdown4_rate", r_alone4}, {"minibatch_s", c_alone},
                          {"together_1_1_rate_each", r_together0}, {"together_1_4_fast_rate", r_together4_fast},
@@ -468,16 +490,17 @@ int main(int argc, char** argv) {
                              {"link_latency_s", model.link_latency_s}, {"link_gbps", model.link_gbps},
                              {"gflops_shared", model_shared.gflops}, {"minibatch_s_shared", c_shared},
                              {"jitter_cv", model.jitter_cv}, {"jitter_cv_shared", model_shared.jitter_cv},
-                             {"notice_latency_s", notice_lag}};
+                             {"notice_latency_s", notice_lag}, {"host_cpu_s_sync", host_sync},
+                             {"host_cpu_s_nonblocking", host_nb}};
 
     // ---- 2. virtual predictions (deterministic: one run each), validated
     std::map<std::string, RunStats> predicted, predicted_shared, predicted_exact;
     for (const Case& k : cases) {
       if (!k.fidelity) continue;
       engine::TrainConfig t = train_config(o, k, "virtual");
-      t.model = model;
+      t.model = with_host(model, k);
       predicted[k.key()] = run_case(t, o.warmup, b);
-      t.model = model_shared;
+      t.model = with_host(model_shared, k);
       predicted_shared[k.key()] = run_case(t, o.warmup, b);
       t.model = model_exact;
       predicted_exact[k.key()] = run_case(t, o.warmup, b);
@@ -494,8 +517,9 @@ int main(int argc, char** argv) {
     const std::string load_end = loadavg();
 
     // ---- fidelity table
-    std::printf("fidelity: predicted (virtual clock, calibrated, with the measured jitter and notice lag) against "
-                "measured (real clock), median [min-max] of %d; J=0: the same model without either\n", o.reps);
+    std::printf("fidelity: predicted (virtual clock, calibrated, with the measured jitter, notice lag and host CPU) "
+                "against measured (real clock), median [min-max] of %d; J=0: the same model without the three\n",
+                o.reps);
     std::printf("%-13s %-20s %11s %22s %7s  %-23s %-17s %8s %15s %11s %7s %15s\n", "pattern", "window", "predicted/s",
                 "measured/s", "err %", "counted/step v | r", "wasted/step v|r", "skip r", "window ms v|r", "pred c'/s",
                 "err %", "J=0 err|counted");
@@ -540,7 +564,7 @@ int main(int argc, char** argv) {
                      {"error", err}, {"error_shared", err_shared}, {"error_no_jitter", err_exact}});
     }
     std::printf("%d of %d rows within 10%% with c measured alone (target: all, on 2 workers / 2 cores); %d of %d "
-                "with c' (two at once); %d of %d without jitter and lag\n", within, rows, within_shared, rows, within_exact, rows);
+                "with c' (two at once); %d of %d without jitter, lag or host CPU\n", within, rows, within_shared, rows, within_exact, rows);
     std::printf("(window ms: the close minus the step's start; real-clock sync: the step's length)\n");
     std::printf("load average: %s at start, %s at end\n\n", load_start.c_str(), load_end.c_str());
     out["fidelity"] = fid;

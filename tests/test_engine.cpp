@@ -265,6 +265,12 @@ TEST(Engine, RealClockKeepsTheSameInvariants) {
     for (int x : s.finished) k += x;
     EXPECT_EQ(s.samples, 16 * k);
   }
+  // The issuers' and watchers' own CPU is tallied at their ends (bench_fidelity's
+  // --virtual-host-us); it is no more than their 6 threads could use in the run.
+  EXPECT_GT(r.summary.driver_cpu_s, 0.0);
+  EXPECT_LT(r.summary.driver_cpu_s, 6 * r.summary.wall_s);
+  c.clock = "virtual";
+  EXPECT_EQ(run(c).summary.driver_cpu_s, 0.0);  // no such threads
 }
 
 TEST(Engine, StepWhereNobodyFinishesIsSkippedAndLogged) {

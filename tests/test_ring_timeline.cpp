@@ -18,7 +18,7 @@ using Fate = TimelineMiniBatch::Fate;
 
 // 2 workers, the ring's sum (2 ms), no update cost; a mini-batch of one sample
 // costs 1 ms times its worker's slowdown; quorum:2, two in flight.
-TimelineStep first_step(double notice_ms, const std::vector<double>& slowdowns) {
+TimelineStep first_step(double notice_ms, const std::vector<double>& slowdowns, double host_ms = 0) {
   const int N = 2;
   TimelineConfig tc;
   tc.mixes_models = false;
@@ -31,6 +31,7 @@ TimelineStep first_step(double notice_ms, const std::vector<double>& slowdowns) 
   tc.model.launch_overhead_s = 0;
   tc.model.gflops = 1.0;
   tc.model.notice_latency_s = notice_ms * kMs;
+  tc.model.host_cpu_s = host_ms * kMs;
   tc.flops_per_sample = 1e6;  // 1 ms at 1 GFLOP/s
   tc.params = 0;
   tc.exchange_s = [](int64_t, int) { return 2 * kMs; };
@@ -100,6 +101,31 @@ TEST(RingTimelineByHand, AWorkerScheduledAfterTheSumTakesTheSumsBegin) {
     EXPECT_NEAR(r->exchange_begin, 1.5 * kMs, 1e-12);
     EXPECT_NEAR(r->exchange_end, 3.5 * kMs, 1e-12);
     EXPECT_NEAR(r->end, 3.5 * kMs, 1e-12);
+  }
+}
+
+// The engine's own host CPU per mini-batch (DurationModel::host_cpu_s, 0.25 ms):
+// a mini-batch costs 1.25 ms, and the throttle scales that, as the real throttle
+// scales the compute time it measured. Worker 1 at 3x: 3.75 ms. Worker 0's two
+// end at 1.25 and 2.5 ms and close the window (quorum:2); its third, queued, is
+// skipped. Worker 1's first is still running (wasted) and ends at 3.75. The sum
+// runs 2.5 -> 4.5 ms; both updates follow it. Without the term: 2, 3 and 4 ms.
+TEST(RingTimelineByHand, TheEnginesHostCpuIsPartOfWhatTheThrottleScales) {
+  for (double host : {0.0, 0.25}) {
+    const TimelineStep o = first_step(0, {1, 3}, host);
+    const double u = 1 + host;  // a mini-batch at 1x, ms
+    const TimelineWorkerStep &w0 = o.workers[0], &w1 = o.workers[1];
+    EXPECT_EQ(w0.finished, 2) << host;
+    EXPECT_EQ(w1.finished, 0) << host;
+    EXPECT_EQ(fates(w0), (std::vector<Fate>{Fate::Counted, Fate::Counted, Fate::Skipped})) << host;
+    EXPECT_EQ(fates(w1), (std::vector<Fate>{Fate::Wasted, Fate::Skipped})) << host;
+    EXPECT_NEAR(w0.minibatches[0].end, u * kMs, 1e-12) << host;
+    EXPECT_NEAR(w1.running_end, 3 * u * kMs, 1e-12) << host;
+    for (const TimelineWorkerStep* r : {&w0, &w1}) {
+      EXPECT_NEAR(r->close, 2 * u * kMs, 1e-12) << host;
+      EXPECT_NEAR(r->exchange_end, (2 * u + 2) * kMs, 1e-12) << host;
+      EXPECT_NEAR(r->end, (2 * u + 2) * kMs, 1e-12) << host;
+    }
   }
 }
 

@@ -163,6 +163,8 @@ TEST(TrainCli, UnusableNumbersAreRefusedNamingTheFlag) {
                         Case{"--virtual-notice-us -1", "--virtual-notice-us"},
                         Case{"--virtual-notice-us nan", "--virtual-notice-us"},
                         Case{"--virtual-notice-us 2e6", "--virtual-notice-us"},
+                        Case{"--virtual-host-us -1", "--virtual-host-us"}, Case{"--virtual-host-us inf", "--virtual-host-us"},
+                        Case{"--virtual-host-us 2e6", "--virtual-host-us"},
                         Case{"--no-such-flag", "--no-such-flag"}}) {
     const std::string dir = make_temp_dir("train-bad-number") + "/out";
     CommandResult r = run_nbsgd("train --host-workers 2 --steps 1 --quiet --out " + dir + " " + c.args);
@@ -189,6 +191,24 @@ TEST(TrainCli, VirtualNoticeLatencyWastesTheClosersQueuedMiniBatch) {
     EXPECT_EQ(read_json(dir + "/summary.json")["wasted_minibatches"].get<int>(), std::string(us) == "0" ? 0 : 6) << us;
     fs::remove_all(fs::path(dir).parent_path());
   }
+}
+
+// --virtual-host-us reaches the virtual clock and config.json: one worker, sync, 4
+// steps of 4 mini-batches; each mini-batch takes 100 us more, so the run's clock
+// ends 16 x 100 us later (the timeline's 1 ns grid aside).
+TEST(TrainCli, VirtualHostCpuLengthensEveryMiniBatch) {
+  std::vector<double> clock;
+  for (const char* us : {"0", "100"}) {
+    const std::string dir = make_temp_dir("train-host") + "/out";
+    CommandResult r = run_nbsgd(std::string("train --host-workers 1 --net lenet --train-limit 1024 --batch 64 --split 4 "
+                                            "--window sync --steps 4 --quiet --virtual-host-us ") +
+                                us + " --out " + dir);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_DOUBLE_EQ(read_json(dir + "/config.json")["virtual_host_cpu_s"].get<double>(), std::stod(us) * 1e-6);
+    clock.push_back(read_json(dir + "/summary.json")["clock_s"].get<double>());
+    fs::remove_all(fs::path(dir).parent_path());
+  }
+  EXPECT_NEAR(clock[1] - clock[0], 16 * 100e-6, 1e-8);
 }
 
 TEST(TrainCli, ResumeRefusesACheckpointOfAnotherNet) {

@@ -104,7 +104,8 @@ class AdpsgdLoop {
       auto mb = s_.queue->take(b);
       NBSGD_CHECK(mb.has_value(), "AD-PSGD: the epoch queue ran dry");
       const int size = static_cast<int>(mb->indices.size());
-      const int64_t c = ns(s_.cfg.model.compute_s(s_.flops, size) * s_.cfg.model.jitter(jitter_rng));
+      const int64_t c =
+          ns(s_.cfg.model.compute_s(s_.flops, size) * s_.cfg.model.jitter(jitter_rng) + s_.cfg.model.host_cpu_s);
       const int64_t injected = ns((dev.slowdown(it) - 1.0) * s_of(c)) + ns(dev.draw_delay_s(delay_rng, it));
       rec_.delay_s[w] += s_of(injected);
       if (traced) {

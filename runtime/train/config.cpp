@@ -42,6 +42,7 @@ std::string config_json(const TrainConfig& c) {
       {"virtual_link_latency_s", c.model.link_latency_s},
       {"virtual_jitter", c.model.jitter_cv},
       {"virtual_notice_latency_s", c.model.notice_latency_s},
+      {"virtual_host_cpu_s", c.model.host_cpu_s},
       {"batch", c.batch},
       {"split", c.split},
       {"lr", c.lr},
@@ -114,6 +115,8 @@ void check_numbers(const TrainConfig& c) {
           c.model.jitter_cv, "in [0, 1] (a coefficient of variation)");
   require(finite(c.model.notice_latency_s) && c.model.notice_latency_s >= 0 && c.model.notice_latency_s <= 1.0,
           "--virtual-notice-us", c.model.notice_latency_s * 1e6, "in [0, 1e6]");
+  require(finite(c.model.host_cpu_s) && c.model.host_cpu_s >= 0 && c.model.host_cpu_s <= 1.0, "--virtual-host-us",
+          c.model.host_cpu_s * 1e6, "in [0, 1e6]");
   require(c.model.launch_overhead_s <= 1.0 && (c.model.launch_overhead_s >= 0 || c.model.launch_overhead_s == -1.0),
           "--virtual-overhead-us", c.model.launch_overhead_s * 1e6, "in [0, 1e6]");
   require(c.adaptive_guard <= 1e3, "--adaptive-guard", c.adaptive_guard, "at most 1000");

@@ -78,6 +78,9 @@ class WindowDriver {
   virtual int64_t skipped() const { return 0; }
   // Injected stalls or delays still held when the run ended, cut short by stop().
   virtual int abandoned_holds() const { return 0; }
+  // Real clock: the host CPU seconds its issuer and watcher threads used (each
+  // thread's CPU clock at its end), once the run has stopped; 0 elsewhere.
+  virtual double driver_cpu_s() const { return 0.0; }
   // A signal arrived while step `step`'s work, enqueued by step(), was still
   // running, before its exchange: the driver cancels what has not begun, waits for
   // what runs, and puts back what the step changed (the epoch queue, the workers'

@@ -21,6 +21,13 @@
 //       decided), so the first queued mini-batch a stream reaches within that lag
 //       of a non-sync window's close still runs (wasted), and its worker's update
 //       waits for it. 0: a stream looks at the window after that instant's closes.
+//   plus, per mini-batch, host_cpu_s (default 0): the CPU the engine's own threads
+//       spend issuing and deciding it (the issuer's enqueue, the watcher's wake-up
+//       and decision). On the host backend with as many workers as cores those
+//       threads take it from the cores the compute runs on; it is added to c before
+//       the throttle, as the real throttle scales the compute it measured, preempted
+//       or not. On a GPU the host's threads run beside the device: 0. It is measured
+//       (bench_fidelity: the issuers' and watchers' thread CPU per mini-batch).
 //   all-reduce of `bytes` over N workers (ring: 2(N-1)/N of the bytes cross each link):
 //       latency_s * 2(N-1) + 2(N-1)/N * bytes / (link_gbps * 1e9)       (0 if N = 1)
 //   fused update of P parameters: launch_overhead_s + 16 P bytes / (mem_gbps * 1e9)
@@ -46,6 +53,7 @@ struct DurationModel {
   double mem_gbps = 1000.0;
   double jitter_cv = 0.0;  // a mini-batch's compute: c x J, J lognormal, E J = 1, CV as given
   double notice_latency_s = 0.0;  // how long after a close a stream still starts its next mini-batch
+  double host_cpu_s = 0.0;  // per mini-batch: the engine's own host CPU taken from the compute's cores
 
   // This model with launch_overhead_s resolved for a net of `layers` layers.
   DurationModel for_layers(int layers) const {

@@ -49,6 +49,7 @@
 
 
 #include <pthread.h>
+#include <time.h>
 
 #include <algorithm>
 #include <string>
@@ -249,8 +250,16 @@ static void name_this_thread(const char* what, int w) {
   nvtx::name_thread(name.c_str());
 }
 
+RealDriver::CpuTally::~CpuTally() {
+  timespec ts{};
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return;
+  std::lock_guard<std::mutex> lk(d.m_);
+  d.driver_cpu_s_ += double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
 void RealDriver::issuer_loop(int w) {
   name_this_thread("issue", w);
+  CpuTally tally{*this};
   int64_t seen = -1;
   bool trace = false;
   double open = 0;
@@ -431,6 +440,7 @@ void RealDriver::enqueue_notice(int w, Notice n) {
 
 void RealDriver::watch_loop(int w) {
   name_this_thread("watch", w);
+  CpuTally tally{*this};
   Worker& wk = *s_.workers[w];
   if (wk.ctx().backend() == Backend::Cuda) bind_thread_to_device(wk.ctx().device().ordinal);
   Watch& wt = *watches_[w];

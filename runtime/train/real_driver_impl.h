@@ -102,6 +102,10 @@ class RealDriver final : public WindowDriver {
 
   void stop() override;
   int abandoned_holds() const override { return abandoned_holds_; }
+  double driver_cpu_s() const override {
+    std::lock_guard<std::mutex> lk(m_);
+    return driver_cpu_s_;
+  }
   void take_spans(std::vector<TraceSpan>& out) override {
     std::lock_guard<std::mutex> lk(m_);
     for (auto& sp : trace_buf_) out.push_back(sp);
@@ -260,6 +264,12 @@ class RealDriver final : public WindowDriver {
   std::vector<std::vector<double>> began_;
   std::vector<std::vector<int>> skipped_;    // per worker, per slot: set by the stream
   int abandoned_holds_ = 0;
+  // The issuers' and watchers' own CPU seconds, each added as its thread ends.
+  double driver_cpu_s_ = 0;
+  struct CpuTally {  // adds the calling thread's CPU time to driver_cpu_s_ when it ends
+    RealDriver& d;
+    ~CpuTally();
+  };
   // The window opens of the latest steps (steady clock), by step % size.
   std::array<std::pair<int64_t, double>, 8> opens_{};
   double open_of(int64_t step) const {

@@ -230,9 +230,10 @@ void Timeline::add_minibatch(int w, int64_t step, int64_t handle, int size, doub
   mb.size = size;
   mb.handle = handle;
   mb.take = t;
-  // Compute (c, times the model's jitter J), then the throttle's (s-1)c and the
-  // random delay, each on the grid.
-  const int64_t c = ns(cfg_.model.compute_s(cfg_.flops_per_sample, size) * cfg_.model.jitter(s.jitter_rng));
+  // Compute (c, times the model's jitter J, plus the engine's host CPU for it), then
+  // the throttle's (s-1)c and the random delay, each on the grid.
+  const int64_t c = ns(cfg_.model.compute_s(cfg_.flops_per_sample, size) * cfg_.model.jitter(s.jitter_rng) +
+                       cfg_.model.host_cpu_s);
   mb.compute_s = s_of(c);
   mb.injected_s = s_of(ns((dev.slowdown(step) - 1.0) * s_of(c)) + ns(dev.draw_delay_s(s.delay_rng, step)));
   r.minibatches.push_back(mb);

@@ -59,6 +59,17 @@ void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
          "completion watcher sees it; a stream that reaches a queued mini-batch of the closed step before then runs "
          "it, wasted (default 0; bench_fidelity measures it)")
       ->default_str("0");
+  app.add_option_function<double>(
+         "--virtual-host-us",
+         [&c](double us) {
+           if (!(us >= 0) || !std::isfinite(us))
+             throw CLI::ValidationError("--virtual-host-us", "must be a number >= 0");
+           c.model.host_cpu_s = us * 1e-6;
+         },
+         "Virtual clock: host CPU microseconds the engine's own threads spend per mini-batch (issuing, deciding) "
+         "and take from the compute's cores, as on the host backend with a worker per core (default 0, as on a "
+         "GPU; bench_fidelity measures it)")
+      ->default_str("0");
   app.add_option("--virtual-jitter", c.model.jitter_cv,
                  "Virtual clock: a mini-batch's compute varies by this coefficient of variation (lognormal, mean "
                  "kept; 0: every one takes exactly its modelled time)")
