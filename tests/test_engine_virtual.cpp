@@ -104,5 +104,31 @@ TEST(Engine, NoticeLatencyRunsTheClosersQueuedMiniBatch) {
     }
   }
 }
+// What a completion releases is handed out two wake-ups later (the watcher's, then
+// the issuer's: 2 x notice_latency_s after its end). One worker, fastest, 4
+// mini-batches a step. With one in flight its stream waits for each hand-out, so
+// every window is 3 x 2 x 20 us longer than at 0; with two in flight the next one is
+// already queued when its stream gets to it, and the windows are the same.
+TEST(Engine, NoticeLatencyDelaysTheHandOutOnlyWhenTheDepthBinds) {
+  TrainConfig c = small_config();
+  c.host_workers = 1;
+  c.window = "fastest";
+  c.steps = 6;
+  for (int depth : {1, 2}) {
+    c.inflight = depth;
+    c.model.notice_latency_s = 0;
+    const RunOut at0 = run(c);
+    c.model.notice_latency_s = 20e-6;  // a LeNet mini-batch here: about 150 us
+    const RunOut lag = run(c);
+    ASSERT_EQ(at0.steps.size(), lag.steps.size());
+    for (size_t i = 0; i < lag.steps.size(); ++i) {
+      EXPECT_EQ(lag.steps[i].finished, std::vector<int>{4}) << depth << " " << i;
+      EXPECT_EQ(lag.steps[i].loss, at0.steps[i].loss) << depth << " " << i;
+      EXPECT_NEAR(lag.steps[i].window_s - at0.steps[i].window_s, depth == 1 ? 6 * 20e-6 : 0.0, 1e-9)
+          << depth << " " << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace nbsgd::engine

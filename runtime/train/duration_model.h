@@ -21,6 +21,10 @@
 //       decided), so the first queued mini-batch a stream reaches within that lag
 //       of a non-sync window's close still runs (wasted), and its worker's update
 //       waits for it. 0: a stream looks at the window after that instant's closes.
+//       And what a completion releases (a place in flight) is handed out two such
+//       wake-ups after its end (the watcher's, then the issuer's); the decision
+//       itself takes the completion's own time, as the engine's does. With one
+//       mini-batch in flight the stream waits for that hand-out every time.
 //   plus, per mini-batch, host_cpu_s (default 0): the CPU the engine's own threads
 //       spend issuing and deciding it (the issuer's enqueue, the watcher's wake-up
 //       and decision). On the host backend with as many workers as cores those

@@ -419,14 +419,18 @@ void Timeline::notice(int w, int64_t step, double t, bool returned) {
   WorkerState& s = ws_[static_cast<size_t>(w)];
   --s.inflight;
   --in_flight_;
-  push(t, kTake, w, s.issue_step);
+  // The decision takes the completion's own time; what it releases is acted on two
+  // host wake-ups later (notice_latency_s each): the watcher's on the mini-batch's
+  // event, then the issuer's on the driver's condition variable. Sync decides nothing.
+  const double seen = sync_ ? t : add_ns(t, 2 * cfg_.model.notice_latency_s);
+  push(seen, kTake, w, s.issue_step);
   // Issuers waiting on a dry queue look again: samples came back, or nothing more
   // can come back.
   if (returned || in_flight_ == 0)
     for (int j = 0; j < n_; ++j)
       if (ws_[static_cast<size_t>(j)].starved) {
         ws_[static_cast<size_t>(j)].starved = false;
-        push(t, kTake, j, ws_[static_cast<size_t>(j)].issue_step);
+        push(seen, kTake, j, ws_[static_cast<size_t>(j)].issue_step);
       }
   if (!live(step)) return;
   --rec(step, w).pending;

@@ -57,7 +57,8 @@ void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
          },
          "Virtual clock: a window's close is seen this many microseconds after it happens, as the real engine's "
          "completion watcher sees it; a stream that reaches a queued mini-batch of the closed step before then runs "
-         "it, wasted (default 0; bench_fidelity measures it)")
+         "it, wasted; and a completion's place in flight is handed out two such wake-ups after it (default 0; "
+         "bench_fidelity measures it)")
       ->default_str("0");
   app.add_option_function<double>(
          "--virtual-host-us",
