@@ -16,6 +16,7 @@
 #include "runtime/train/gossip/mixing.h"
 #include "runtime/train/gossip/topology.h"
 #include "runtime/train/straggler/profile.h"
+#include "support/timeline_runs.h"
 
 namespace nbsgd::engine {
 namespace {
@@ -190,13 +191,7 @@ TEST(GossipTimeline, BlockingDriftIsBoundedByGraphDistance) {
   const DurationModel dm = tc.model;
   tc.exchange_s = [&nb, dm](int64_t, int w) { return dm.gossip_s(4000, static_cast<int>(nb[w].size())); };
   tc.waits_for = [&nb](int64_t, int w) -> const std::vector<int>& { return nb[w]; };
-  Timeline tl(
-      tc, prof,
-      [](int, int size, int& actual) -> int64_t {
-        actual = size;
-        return 0;
-      },
-      [](int64_t) {});
+  Timeline tl(tc, prof, test_runs::endless_take(), test_runs::ignore_give_back());
   std::vector<std::vector<double>> end(N);  // end[w][t] = E(w,t)
   for (int64_t t = 0; t < 12; ++t) {
     TimelineStep o = tl.finish_step(t);

@@ -10,6 +10,7 @@
 #include "runtime/train/timeline.h"
 #include "runtime/train/straggler/profile.h"
 #include "runtime/train/window.h"
+#include "support/timeline_runs.h"
 
 namespace nbsgd::engine {
 namespace {
@@ -41,13 +42,7 @@ TimelineStep first_step(const std::string& window, bool neighbors, const std::ve
   const auto prof = straggler::resolve(straggler::profile_from_slowdowns(slowdowns), N, {});
   static const auto nb = gossip::ring(N).neighbours();
   tc.waits_for = [](int64_t, int w) -> const std::vector<int>& { return nb[w]; };
-  Timeline tl(
-      tc, prof,
-      [](int, int size, int& actual) -> int64_t {
-        actual = size;
-        return 0;
-      },
-      [](int64_t) {});
+  Timeline tl(tc, prof, test_runs::endless_take(), test_runs::ignore_give_back());
   return tl.finish_step(0);
 }
 

@@ -9,6 +9,7 @@
 #include "runtime/train/straggler/profile.h"
 #include "runtime/train/timeline.h"
 #include "runtime/train/window.h"
+#include "support/timeline_runs.h"
 
 namespace nbsgd::engine {
 namespace {
@@ -38,13 +39,7 @@ TimelineStep first_step(double notice_ms, const std::vector<double>& slowdowns, 
   static const std::vector<int> none;
   tc.waits_for = [](int64_t, int) -> const std::vector<int>& { return none; };
   const auto prof = straggler::resolve(straggler::profile_from_slowdowns(slowdowns), N, {});
-  Timeline tl(
-      tc, prof,
-      [](int, int size, int& actual) -> int64_t {
-        actual = size;
-        return 0;
-      },
-      [](int64_t) {});
+  Timeline tl(tc, prof, test_runs::endless_take(), test_runs::ignore_give_back());
   return tl.finish_step(0);
 }
 

@@ -176,20 +176,38 @@ TEST(TrainCli, UnusableNumbersAreRefusedNamingTheFlag) {
   }
 }
 
+// One virtual-clock worker, LeNet, 1,024 samples, B = 64 in 4, with `flags` and
+// `flag value`: its config.json entry `key` and its summary.json.
+struct OneWorkerRun {
+  double config_value = 0;
+  nlohmann::json summary;
+};
+OneWorkerRun one_worker_run(const std::string& flags, const std::string& flag, const std::string& value,
+                            const char* key) {
+  const std::string dir = make_temp_dir("train-one") + "/out";
+  CommandResult r = run_nbsgd("train --host-workers 1 --net lenet --train-limit 1024 --batch 64 --split 4 --quiet " +
+                              flags + " " + flag + " " + value + " --out " + dir);
+  OneWorkerRun o;
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  if (r.exit_code == 0) {
+    o.config_value = read_json(dir + "/config.json")[key].get<double>();
+    o.summary = read_json(dir + "/summary.json");
+  }
+  fs::remove_all(fs::path(dir).parent_path());
+  return o;
+}
+
 // --virtual-notice-us reaches the virtual clock and config.json: one worker, quorum:2
 // of its 4 mini-batches, two in flight. Its second closes every window with the third
 // queued: seen at once, that one is skipped; seen 20 us late, it runs and is wasted,
 // once per step (the engine test NoticeLatencyRunsTheClosersQueuedMiniBatch has why).
 TEST(TrainCli, VirtualNoticeLatencyWastesTheClosersQueuedMiniBatch) {
   for (const char* us : {"0", "20"}) {
-    const std::string dir = make_temp_dir("train-notice") + "/out";
-    CommandResult r = run_nbsgd(std::string("train --host-workers 1 --net lenet --train-limit 1024 --batch 64 --split 4 "
-                                            "--window quorum:2 --inflight 2 --steps 6 --quiet --virtual-notice-us ") +
-                                us + " --out " + dir);
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_DOUBLE_EQ(read_json(dir + "/config.json")["virtual_notice_latency_s"].get<double>(), std::stod(us) * 1e-6);
-    EXPECT_EQ(read_json(dir + "/summary.json")["wasted_minibatches"].get<int>(), std::string(us) == "0" ? 0 : 6) << us;
-    fs::remove_all(fs::path(dir).parent_path());
+    const OneWorkerRun o = one_worker_run("--window quorum:2 --inflight 2 --steps 6", "--virtual-notice-us", us,
+                                          "virtual_notice_latency_s");
+    ASSERT_TRUE(o.summary.is_object()) << us;
+    EXPECT_DOUBLE_EQ(o.config_value, std::stod(us) * 1e-6);
+    EXPECT_EQ(o.summary["wasted_minibatches"].get<int>(), std::string(us) == "0" ? 0 : 6) << us;
   }
 }
 
@@ -199,14 +217,10 @@ TEST(TrainCli, VirtualNoticeLatencyWastesTheClosersQueuedMiniBatch) {
 TEST(TrainCli, VirtualHostCpuLengthensEveryMiniBatch) {
   std::vector<double> clock;
   for (const char* us : {"0", "100"}) {
-    const std::string dir = make_temp_dir("train-host") + "/out";
-    CommandResult r = run_nbsgd(std::string("train --host-workers 1 --net lenet --train-limit 1024 --batch 64 --split 4 "
-                                            "--window sync --steps 4 --quiet --virtual-host-us ") +
-                                us + " --out " + dir);
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_DOUBLE_EQ(read_json(dir + "/config.json")["virtual_host_cpu_s"].get<double>(), std::stod(us) * 1e-6);
-    clock.push_back(read_json(dir + "/summary.json")["clock_s"].get<double>());
-    fs::remove_all(fs::path(dir).parent_path());
+    const OneWorkerRun o = one_worker_run("--window sync --steps 4", "--virtual-host-us", us, "virtual_host_cpu_s");
+    ASSERT_TRUE(o.summary.is_object()) << us;
+    EXPECT_DOUBLE_EQ(o.config_value, std::stod(us) * 1e-6);
+    clock.push_back(o.summary["clock_s"].get<double>());
   }
   EXPECT_NEAR(clock[1] - clock[0], 16 * 100e-6, 1e-8);
 }
