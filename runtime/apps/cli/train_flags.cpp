@@ -6,6 +6,21 @@
 
 namespace nbsgd::cli {
 
+namespace {
+// A duration flag given in microseconds, a number >= 0, stored in seconds.
+void add_microseconds(CLI::App& app, const char* flag, double& seconds, const std::string& help,
+                      const std::string& default_text) {
+  app.add_option_function<double>(
+         flag,
+         [flag, &seconds](double us) {
+           if (!(us >= 0) || !std::isfinite(us)) throw CLI::ValidationError(flag, "must be a number >= 0");
+           seconds = us * 1e-6;
+         },
+         help)
+      ->default_str(default_text);
+}
+}  // namespace
+
 void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
   app.add_option("--net", c.net, "Net: a built-in name (mlp, lenet, resnet20, vgg11-cifar, resnet18-cifar; see nbsgd describe-net) or a .toml description")->capture_default_str();
   app.add_option("--data", c.data, "Data: fashion-mnist, synthetic-cifar, or npy:DIR (x_train.npy, y_train.npy, x_test.npy, y_test.npy)")->capture_default_str();
@@ -38,39 +53,18 @@ void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
                  "function into pinned memory)")
       ->capture_default_str();
   app.add_option("--virtual-gflops", c.model.gflops, "Virtual clock: nominal device GFLOP/s")->capture_default_str();
-  app.add_option_function<double>(
-         "--virtual-overhead-us",
-         [&c](double us) {
-           if (!(us >= 0) || !std::isfinite(us))
-             throw CLI::ValidationError("--virtual-overhead-us", "must be a number >= 0");
-           c.model.launch_overhead_s = us * 1e-6;
-         },
-         "Virtual clock: launch overhead per mini-batch, microseconds (default: 4 us x the net's kernels)")
-      ->default_str("auto");
+  add_microseconds(app, "--virtual-overhead-us", c.model.launch_overhead_s,
+         "Virtual clock: launch overhead per mini-batch, microseconds (default: 4 us x the net's kernels)", "auto");
   app.add_option("--virtual-link-gbps", c.model.link_gbps, "Virtual clock: link bandwidth GB/s")->capture_default_str();
-  app.add_option_function<double>(
-         "--virtual-notice-us",
-         [&c](double us) {
-           if (!(us >= 0) || !std::isfinite(us))
-             throw CLI::ValidationError("--virtual-notice-us", "must be a number >= 0");
-           c.model.notice_latency_s = us * 1e-6;
-         },
+  add_microseconds(app, "--virtual-notice-us", c.model.notice_latency_s,
          "Virtual clock: a window's close is seen this many microseconds after it happens, as the real engine's "
          "completion watcher sees it; a stream that reaches a queued mini-batch of the closed step before then runs "
          "it, wasted; and a completion's place in flight is handed out two such wake-ups after it (default 0; "
-         "bench_fidelity measures it)")
-      ->default_str("0");
-  app.add_option_function<double>(
-         "--virtual-host-us",
-         [&c](double us) {
-           if (!(us >= 0) || !std::isfinite(us))
-             throw CLI::ValidationError("--virtual-host-us", "must be a number >= 0");
-           c.model.host_cpu_s = us * 1e-6;
-         },
+         "bench_fidelity measures it)", "0");
+  add_microseconds(app, "--virtual-host-us", c.model.host_cpu_s,
          "Virtual clock: host CPU microseconds the engine's own threads spend per mini-batch (issuing, deciding) "
          "and take from the compute's cores, as on the host backend with a worker per core (default 0, as on a "
-         "GPU; bench_fidelity measures it)")
-      ->default_str("0");
+         "GPU; bench_fidelity measures it)", "0");
   app.add_option("--virtual-jitter", c.model.jitter_cv,
                  "Virtual clock: a mini-batch's compute varies by this coefficient of variation (lognormal, mean "
                  "kept; 0: every one takes exactly its modelled time)")
