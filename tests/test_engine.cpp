@@ -269,8 +269,14 @@ TEST(Engine, RealClockKeepsTheSameInvariants) {
   // --virtual-host-us); it is no more than their 6 threads could use in the run.
   EXPECT_GT(r.summary.driver_cpu_s, 0.0);
   EXPECT_LT(r.summary.driver_cpu_s, 6 * r.summary.wall_s);
+  // The watchers' wake-up lag (bench_fidelity's notice latency): every watcher
+  // blocks on mini-batches still computing, and wakes after their end.
+  EXPECT_GT(r.summary.notice_lag_s, 0.0);
+  EXPECT_LT(r.summary.notice_lag_s, r.summary.wall_s);
   c.clock = "virtual";
-  EXPECT_EQ(run(c).summary.driver_cpu_s, 0.0);  // no such threads
+  const RunSummary v = run(c).summary;
+  EXPECT_EQ(v.driver_cpu_s, 0.0);  // no such threads
+  EXPECT_EQ(v.notice_lag_s, 0.0);
 }
 
 TEST(Engine, StepWhereNobodyFinishesIsSkippedAndLogged) {

@@ -298,6 +298,7 @@ void Engine::Impl::finish(RunSummary& sum, double wall0, const std::atomic<bool>
   sum.abandoned_step = counters.abandoned_step;
   sum.abandoned_holds = driver ? driver->abandoned_holds() : 0;
   sum.driver_cpu_s = driver ? driver->driver_cpu_s() : 0.0;
+  sum.notice_lag_s = driver ? driver->notice_lag_s() : 0.0;
   for (auto& w : s->workers)
     if (w->computed_runs() >= 0) sum.computed_minibatches = std::max<int64_t>(sum.computed_minibatches, 0) + w->computed_runs();
   for (int64_t e = 0; e <= s->queue->current_epoch(); ++e) {

@@ -250,6 +250,16 @@ static void name_this_thread(const char* what, int w) {
   nvtx::name_thread(name.c_str());
 }
 
+double RealDriver::notice_lag_s() const {
+  std::vector<double> all;
+  for (const auto& wt : watches_)
+    if (!wt->thread.joinable()) all.insert(all.end(), wt->lags.begin(), wt->lags.end());
+  if (all.empty()) return 0.0;
+  auto mid = all.begin() + static_cast<std::ptrdiff_t>(all.size() / 2);
+  std::nth_element(all.begin(), mid, all.end());
+  return *mid;
+}
+
 RealDriver::CpuTally::~CpuTally() {
   timespec ts{};
   if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return;
@@ -444,6 +454,7 @@ void RealDriver::watch_loop(int w) {
   Worker& wk = *s_.workers[w];
   if (wk.ctx().backend() == Backend::Cuda) bind_thread_to_device(wk.ctx().device().ordinal);
   Watch& wt = *watches_[w];
+  const bool host = wk.ctx().backend() == Backend::Host;
   for (;;) {
     Notice n;
     {
@@ -454,7 +465,18 @@ void RealDriver::watch_loop(int w) {
       wt.q.pop_front();
     }
     try {
-      wk.slot(n.k).computed.synchronize();
+      Event& done = wk.slot(n.k).computed;
+      const bool waits = host && !done.query();
+      done.synchronize();
+      if (waits) {
+        const double lag = steady_now_s() - done.host_timestamp();
+        if (wt.lags.size() < Watch::kLags) {
+          wt.lags.push_back(lag);
+        } else {
+          wt.lags[wt.next_lag] = lag;
+        }
+        wt.next_lag = (wt.next_lag + 1) % Watch::kLags;
+      }
       notice(w, n);
     } catch (...) {
       std::lock_guard<std::mutex> lk(m_);

@@ -102,6 +102,8 @@ class RealDriver final : public WindowDriver {
 
   void stop() override;
   int abandoned_holds() const override { return abandoned_holds_; }
+  // The median of the watchers' wake-up lags (host backend), once they have ended.
+  double notice_lag_s() const override;
   double driver_cpu_s() const override {
     std::lock_guard<std::mutex> lk(m_);
     return driver_cpu_s_;
@@ -223,6 +225,12 @@ class RealDriver final : public WindowDriver {
     std::deque<Notice> q;
     bool stop = false;
     std::thread thread;
+    // Host backend: the lag from a mini-batch's end (its event's host time) to this
+    // watcher's wake-up, when it had to wait; the latest kLags, its thread's alone
+    // until it ends.
+    static constexpr size_t kLags = 1 << 16;
+    std::vector<double> lags;
+    size_t next_lag = 0;
   };
   void enqueue_notice(int w, Notice n);
   void watch_loop(int w);

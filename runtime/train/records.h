@@ -43,6 +43,7 @@ struct RunSummary {
   int64_t computed_minibatches = -1;  // forward/backward passes that ran (host backend; -1: not counted)
   int abandoned_holds = 0;          // injected stalls/delays still held at the end, cut short
   double driver_cpu_s = 0;  // real clock: host CPU of the issuer and watcher threads (0: virtual)
+  double notice_lag_s = 0;  // real clock, host: median end-to-watcher wake-up lag (0: none measured)
   std::string clock;     // "virtual" or "real": the clock every time above is on
   std::string evaluated;  // the model the test figures are for ("replica 0", "averaged model")
   // --trace: the file written, its events and bytes, and the steps it holds.

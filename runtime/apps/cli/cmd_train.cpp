@@ -71,6 +71,7 @@ nlohmann::json summary_json(const engine::RunSummary& s) {
           {"computed_minibatches", s.computed_minibatches >= 0 ? nlohmann::json(s.computed_minibatches) : nlohmann::json()},
           {"abandoned_holds", s.abandoned_holds},
           {"driver_cpu_s", s.driver_cpu_s},
+          {"notice_lag_s", s.notice_lag_s},
           {"interrupted", s.interrupted},
           {"abandoned_step", s.abandoned_step >= 0 ? nlohmann::json(s.abandoned_step) : nlohmann::json()},
           {"clock", s.clock},
