@@ -12,10 +12,12 @@
 //     set to the measured costs (compute_s(b) = c, update and all-reduce as measured,
 //     the slowdowns as given, --virtual-jitter set to the measured spread of a
 //     mini-batch's cost, the notice latency to the engine's completion watchers'
-//     measured wake-up lag (a calibration run), and --virtual-host-us to the engine's issuer and watcher threads'
-//     CPU per mini-batch, from their thread CPU clocks in two calibration runs of
-//     their own), against the same run on the real clock; the same model without
-//     the three beside it, since equal costs tie exactly there and not here.
+//     measured wake-up lag (a calibration run), --virtual-host-us to the engine's
+//     issuer and watcher threads' CPU per mini-batch, from their thread CPU clocks
+//     in two calibration runs of their own, and --virtual-issue-us to the measured
+//     lag from a depth-bound hand-out to its stream reaching it (a calibration run
+//     with --inflight 1), against the same run on the real clock; the same model
+//     without the four beside it, since equal costs tie exactly there and not here.
 //     Predicted and measured samples/s, counted mini-batches per worker per step,
 //     wasted (and, real clock, skipped-before-start) mini-batches, the error.
 //     Windows: sync, fastest, adaptive and quorum:10 (10 of the 16 mini-batches).
@@ -297,10 +299,17 @@ int main(int argc, char** argv) {
     // that fastest run (every wait that blocked, pooled over both workers). The
     // standalone loops' watcher lag above is printed beside it.
     const double notice_lag = calib_nb.notice_lag_s;
+    // The issue latency: from a hand-out the in-flight depth held back to its stream
+    // reaching the mini-batch (the issuer's enqueue, the staging, the wake-ups), the
+    // median over a calibration run with one in flight, where every hand-out waits.
+    Case serial{"none", "fastest"};
+    serial.inflight = 1;
+    const double issue_lag = run_case(train_config(o, serial, "real"), o.warmup, o.b()).issue_lag_s;
     auto calibrated = [&](double cost, double cv) {
       engine::DurationModel m;
       m.jitter_cv = std::min(cv, 1.0);
       m.notice_latency_s = notice_lag;
+      m.issue_latency_s = issue_lag;
       m.launch_overhead_s = 0.0;
       m.gflops = b * flops / (cost * 1e9);
       m.mem_gbps = 16.0 * params / (update_s * 1e9);
@@ -310,9 +319,10 @@ int main(int argc, char** argv) {
     };
     const engine::DurationModel model = calibrated(c, spread(cv_alone).med),
                                 model_shared = calibrated(c_shared, spread(cv_together).med);
-    engine::DurationModel model_exact = model;  // no jitter, lag or host CPU: the model as it was
+    engine::DurationModel model_exact = model;  // no jitter, lags or host CPU: the model as it was
     model_exact.jitter_cv = 0.0;
     model_exact.notice_latency_s = 0.0;
+    model_exact.issue_latency_s = 0.0;
     auto with_host = [&](engine::DurationModel m, const Case& k) {
       m.host_cpu_s = k.window == "sync" ? host_sync : host_nb;
       return m;
@@ -348,8 +358,10 @@ int main(int argc, char** argv) {
                 "[%.1f-%.1f] (loop medians); the engine's watchers, fastest, no slowdown: %.1f us (median of every "
                 "wait), the models' notice latency\n", slag.med * 1e6, slag.lo * 1e6, slag.hi * 1e6, notice_lag * 1e6);
     std::printf("  the engine's issuer and watcher threads' CPU per mini-batch (thread CPU clocks, real clock, no "
-                "slowdown): sync %.1f us, fastest %.1f us; the models' host CPU (--virtual-host-us)\n\n",
+                "slowdown): sync %.1f us, fastest %.1f us; the models' host CPU (--virtual-host-us)\n",
                 host_sync * 1e6, host_nb * 1e6);
+    std::printf("  a depth-bound hand-out to its stream reaching it (fastest, --inflight 1, no slowdown): %.1f us, "
+                "the models' issue latency (--virtual-issue-us)\n\n", issue_lag * 1e6);
     out["standalone"] = {{"clock", "real"}, {"threads_per_worker", 1},
                          {"alone_rate", r_alone}, {"alone_slowdown4_rate", r_alone4}, {"minibatch_s", c_alone},
                          {"together_1_1_rate_each", r_together0}, {"together_1_4_fast_rate", r_together4_fast},
@@ -361,6 +373,7 @@ int main(int argc, char** argv) {
                              {"gflops_shared", model_shared.gflops}, {"minibatch_s_shared", c_shared},
                              {"jitter_cv", model.jitter_cv}, {"jitter_cv_shared", model_shared.jitter_cv},
                              {"notice_latency_s", notice_lag}, {"notice_latency_s_loops", loop_lag},
+                             {"issue_latency_s", issue_lag},
                              {"host_cpu_s_sync", host_sync},
                              {"host_cpu_s_nonblocking", host_nb}};
 
@@ -388,8 +401,9 @@ int main(int argc, char** argv) {
     const std::string load_end = loadavg();
 
     // ---- fidelity table
-    std::printf("fidelity: predicted (virtual clock, calibrated, with the measured jitter, notice lag and host CPU) "
-                "against measured (real clock), median [min-max] of %d; J=0: the same model without the three\n",
+    std::printf("fidelity: predicted (virtual clock, calibrated, with the measured jitter, notice lag, host CPU and "
+                "issue latency) against measured (real clock), median [min-max] of %d; J=0: the same model without "
+                "the four\n",
                 o.reps);
     std::printf("%-13s %-20s %11s %22s %7s  %-23s %-17s %8s %15s %11s %7s %15s\n", "pattern", "window", "predicted/s",
                 "measured/s", "err %", "counted/step v | r", "wasted/step v|r", "skip r", "window ms v|r", "pred c'/s",

@@ -65,6 +65,7 @@ struct RunStats {
   double window_ms = 0, after_ms = 0;  // medians over the measured steps
   double driver_cpu_per_mb = 0;       // real clock: issuers' and watchers' CPU per mini-batch issued
   double notice_lag_s = 0;            // real clock: the watchers' median wake-up lag
+  double issue_lag_s = 0;             // real clock: median depth-bound hand-out to its begin
 };
 
 inline engine::TrainConfig train_config(const Options& o, const Case& c, const std::string& clock) {
@@ -145,13 +146,15 @@ inline RunStats run_case(const engine::TrainConfig& t, int warmup, int b) {
   const double issued = double(s.samples) / b + double(s.wasted_minibatches + s.skipped_minibatches);
   st.driver_cpu_per_mb = issued > 0 ? s.driver_cpu_s / issued : 0.0;
   st.notice_lag_s = s.notice_lag_s;
+  st.issue_lag_s = s.issue_lag_s;
   return st;
 }
 
 inline nlohmann::json stats_json(const RunStats& s) {
   return {{"samples_per_s", s.rate}, {"counted_per_worker_per_step", s.counted}, {"wasted_per_step", s.wasted},
           {"skipped_per_step", s.skipped}, {"window_ms", s.window_ms}, {"after_close_ms", s.after_ms},
-          {"driver_cpu_per_minibatch_s", s.driver_cpu_per_mb}, {"notice_lag_s", s.notice_lag_s}};
+          {"driver_cpu_per_minibatch_s", s.driver_cpu_per_mb}, {"notice_lag_s", s.notice_lag_s},
+          {"issue_lag_s", s.issue_lag_s}};
 }
 
 inline std::string counted_str(const std::vector<double>& c) {

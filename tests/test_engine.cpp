@@ -273,10 +273,20 @@ TEST(Engine, RealClockKeepsTheSameInvariants) {
   // blocks on mini-batches still computing, and wakes after their end.
   EXPECT_GT(r.summary.notice_lag_s, 0.0);
   EXPECT_LT(r.summary.notice_lag_s, r.summary.wall_s);
+  // The issue lag (bench_fidelity's --virtual-issue-us): with one in flight every
+  // hand-out after a step's first waits for a completion, and its mini-batch then
+  // begins after it on its stream.
+  TrainConfig one = c;
+  one.inflight = 1;
+  const RunSummary s1 = run(one).summary;
+  EXPECT_GT(s1.issue_lag_s, 0.0);
+  EXPECT_LT(s1.issue_lag_s, s1.wall_s);
   c.clock = "virtual";
   const RunSummary v = run(c).summary;
   EXPECT_EQ(v.driver_cpu_s, 0.0);  // no such threads
   EXPECT_EQ(v.notice_lag_s, 0.0);
+  one.clock = "virtual";
+  EXPECT_EQ(run(one).summary.issue_lag_s, 0.0);
 }
 
 TEST(Engine, StepWhereNobodyFinishesIsSkippedAndLogged) {

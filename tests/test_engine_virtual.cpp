@@ -130,5 +130,34 @@ TEST(Engine, NoticeLatencyDelaysTheHandOutOnlyWhenTheDepthBinds) {
   }
 }
 
+// A handed-out mini-batch reaches its stream issue_latency_s after its hand-out at
+// the earliest (the issuer's enqueue, the staging, the stream's wake-up). One
+// worker, fastest, 4 mini-batches a step. With one in flight the 2nd to 4th of a
+// window each wait for it after the previous one's end: every window is 3 x 30 us
+// longer than at 0. With two in flight the next one is queued while the previous
+// runs (about 150 us), so only a window's first could wait, and only if the update
+// before it were shorter than the latency: it is not, and the windows are the same.
+// The first step's first mini-batch has no update before it: it waits, at both.
+TEST(Engine, IssueLatencyDelaysTheBeginOnlyWhenTheDepthBinds) {
+  TrainConfig c = small_config();
+  c.host_workers = 1;
+  c.window = "fastest";
+  c.steps = 6;
+  for (int depth : {1, 2}) {
+    c.inflight = depth;
+    c.model.issue_latency_s = 0;
+    const RunOut at0 = run(c);
+    c.model.issue_latency_s = 30e-6;
+    const RunOut lag = run(c);
+    ASSERT_EQ(at0.steps.size(), lag.steps.size());
+    for (size_t i = 0; i < lag.steps.size(); ++i) {
+      EXPECT_EQ(lag.steps[i].finished, std::vector<int>{4}) << depth << " " << i;
+      EXPECT_EQ(lag.steps[i].loss, at0.steps[i].loss) << depth << " " << i;
+      const double waits = (depth == 1 ? 3 : 0) + (i == 0 ? 1 : 0);
+      EXPECT_NEAR(lag.steps[i].window_s - at0.steps[i].window_s, waits * 30e-6, 1e-9) << depth << " " << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace nbsgd::engine

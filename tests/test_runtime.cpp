@@ -5,7 +5,9 @@
 #include "runtime/device/check.h"
 #include "runtime/device/host/precise_sleep.h"
 
+#include <chrono>
 #include <thread>
+#include <vector>
 
 namespace nbsgd::test {
 
@@ -114,6 +116,37 @@ TEST(HostStream, CountsWhatIsEnqueuedByKind) {
   EXPECT_EQ(s.counts(), want);
   EXPECT_EQ(other.counts(), (IssueCounts{0, 0, 0, 0, 1, 0}));
   EXPECT_EQ(s.counts() - other.counts(), (IssueCounts{2, 1, 1, 1, 0, 1}));
+}
+
+// A batch (stream.h): what one thread enqueues to an idle host stream between
+// begin_batch and end_batch wakes the stream's thread once, at the end, and runs in
+// order; a synchronize inside the batch releases it instead of waiting forever.
+TEST(HostStream, ABatchWakesAnIdleStreamOnceAndKeepsTheOrder) {
+  Stream s = Stream::host({});
+  s.synchronize();
+  std::vector<int> order;
+  const int64_t before = s.wakeups();
+  {
+    StreamBatch batch{&s};
+    for (int i = 0; i < 8; ++i) {
+      s.host_task([&order, i] { order.push_back(i); });
+      // Unbatched, the thread would wake for each task: it has long gone idle again.
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+  s.synchronize();
+  EXPECT_EQ(s.wakeups() - before, 1);
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}));
+  // Synchronize inside a batch runs what the batch holds back (the thread has gone
+  // idle by then: without the release this would wait forever).
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  int ran = 0;
+  {
+    StreamBatch batch{&s};
+    s.host_task([&ran] { ++ran; });
+    s.synchronize();
+    EXPECT_EQ(ran, 1);
+  }
 }
 
 // The host timer sleeps to a margin before the deadline and spins the rest: it never

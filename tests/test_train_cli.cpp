@@ -165,6 +165,8 @@ TEST(TrainCli, UnusableNumbersAreRefusedNamingTheFlag) {
                         Case{"--virtual-notice-us 2e6", "--virtual-notice-us"},
                         Case{"--virtual-host-us -1", "--virtual-host-us"}, Case{"--virtual-host-us inf", "--virtual-host-us"},
                         Case{"--virtual-host-us 2e6", "--virtual-host-us"},
+                        Case{"--virtual-issue-us -1", "--virtual-issue-us"},
+                        Case{"--virtual-issue-us 2e6", "--virtual-issue-us"},
                         Case{"--no-such-flag", "--no-such-flag"}}) {
     const std::string dir = make_temp_dir("train-bad-number") + "/out";
     CommandResult r = run_nbsgd("train --host-workers 2 --steps 1 --quiet --out " + dir + " " + c.args);
@@ -223,6 +225,24 @@ TEST(TrainCli, VirtualHostCpuLengthensEveryMiniBatch) {
     clock.push_back(o.summary["clock_s"].get<double>());
   }
   EXPECT_NEAR(clock[1] - clock[0], 16 * 100e-6, 1e-8);
+}
+
+// --virtual-issue-us reaches the virtual clock and config.json: one worker, fastest,
+// one in flight, 4 steps of 4 mini-batches. Every mini-batch after a step's first
+// waits 50 us after its hand-out; a step's first is handed out at its window's open
+// and waits only in the first step (later, the update before it takes longer: the
+// model's LeNet launch overhead, about 150 us). So the clock ends 4 x 3 + 1 = 13 x
+// 50 us later.
+TEST(TrainCli, VirtualIssueLatencyDelaysEachDepthBoundMiniBatch) {
+  std::vector<double> clock;
+  for (const char* us : {"0", "50"}) {
+    const OneWorkerRun o =
+        one_worker_run("--window fastest --inflight 1 --steps 4", "--virtual-issue-us", us, "virtual_issue_latency_s");
+    ASSERT_TRUE(o.summary.is_object()) << us;
+    EXPECT_DOUBLE_EQ(o.config_value, std::stod(us) * 1e-6);
+    clock.push_back(o.summary["clock_s"].get<double>());
+  }
+  EXPECT_NEAR(clock[1] - clock[0], 13 * 50e-6, 1e-8);
 }
 
 TEST(TrainCli, ResumeRefusesACheckpointOfAnotherNet) {

@@ -96,6 +96,9 @@ void Stream::begin_cancellable(std::function<bool()> cancelled, int* skipped) {
   impl_->begin_cancellable(std::move(cancelled), skipped);
 }
 void Stream::end_cancellable() { impl_->end_cancellable(); }
+void Stream::begin_batch() { impl_->begin_batch(); }
+void Stream::end_batch() { impl_->end_batch(); }
+int64_t Stream::wakeups() const { return impl_->wakeups(); }
 int Stream::abandon_holds() { return impl_->abandon_holds(); }
 void Stream::record(Event& e) {
   NBSGD_CHECK(e.valid() && e.backend() == backend(), "record: event of another backend");

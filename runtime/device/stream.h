@@ -10,9 +10,11 @@
 // event recorded on another, without blocking the host.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 
@@ -138,6 +140,16 @@ class Stream {
   // kernels to read a mapped flag, or a conditional graph node).
   void begin_cancellable(std::function<bool()> cancelled, int* skipped = nullptr);
   void end_cancellable();
+  // Wake-ups held (StreamBatch below): what is enqueued from begin_batch() to the
+  // matching end_batch() wakes an idle host stream's thread once, at the end, not
+  // once per task. The order and the work are unchanged. CUDA: nothing to do (a
+  // launch wakes no thread). The enqueuing thread must not wait on this stream's
+  // own work in between, except through synchronize(), which releases the hold.
+  void begin_batch();
+  void end_batch();
+  // Host backend: how many times the stream's thread has woken from waiting on an
+  // empty queue (what begin_batch saves); 0 on CUDA.
+  int64_t wakeups() const;
   // The end of a run: holds running or queued now return at once (an injected
   // stall never holds the run's end). Returns how many have been cut short so far
   // (call again after synchronize() for the final count). Host only.
@@ -153,6 +165,28 @@ class Stream {
  private:
   explicit Stream(std::unique_ptr<StreamImpl> impl);
   std::unique_ptr<StreamImpl> impl_;
+};
+
+// One issuing thread's enqueues to a few streams as one batch each (begin_batch):
+// on the host backend each idle stream's thread wakes once when the scope ends.
+class StreamBatch {
+ public:
+  explicit StreamBatch(std::initializer_list<Stream*> streams) : n_(0) {
+    for (Stream* s : streams)
+      if (s && n_ < streams_.size()) {
+        s->begin_batch();
+        streams_[n_++] = s;
+      }
+  }
+  ~StreamBatch() {
+    for (size_t i = 0; i < n_; ++i) streams_[i]->end_batch();
+  }
+  StreamBatch(const StreamBatch&) = delete;
+  StreamBatch& operator=(const StreamBatch&) = delete;
+
+ private:
+  std::array<Stream*, 4> streams_{};
+  size_t n_;
 };
 
 // Backend interfaces behind the handles (implemented in runtime/host and runtime/cuda).
@@ -184,6 +218,9 @@ class StreamImpl {
   virtual void* native() const = 0;
   virtual void begin_cancellable(std::function<bool()>, int*) {}
   virtual void end_cancellable() {}
+  virtual void begin_batch() {}
+  virtual void end_batch() {}
+  virtual int64_t wakeups() const { return 0; }
   virtual int abandon_holds() { return 0; }
   // Stream's counters (relaxed: read between steps, written by the issuing threads).
   std::atomic<int64_t> issued[6] = {};

@@ -84,6 +84,7 @@ class WindowDriver {
   // Real clock, host backend: the median lag from a mini-batch's end to its
   // completion watcher's wake-up, over the waits that had to block (0: none).
   virtual double notice_lag_s() const { return 0.0; }
+  virtual double issue_lag_s() const { return 0.0; }
   // A signal arrived while step `step`'s work, enqueued by step(), was still
   // running, before its exchange: the driver cancels what has not begun, waits for
   // what runs, and puts back what the step changed (the epoch queue, the workers'

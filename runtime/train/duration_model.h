@@ -32,6 +32,12 @@
 //       the throttle, as the real throttle scales the compute it measured, preempted
 //       or not. On a GPU the host's threads run beside the device: 0. It is measured
 //       (bench_fidelity: the issuers' and watchers' thread CPU per mini-batch).
+//   a handed-out mini-batch reaches its stream issue_latency_s after its hand-out
+//       at the earliest (default 0): the issuer's enqueue, the staging on the copy
+//       stream, and the compute stream's wake-up, in series. With two or more in
+//       flight it overlaps the running mini-batch; with one in flight (or at a
+//       window's open, if the update ends first) the stream waits for it. Measured
+//       on the host backend (summary.json issue_lag_s; bench_fidelity).
 //   all-reduce of `bytes` over N workers (ring: 2(N-1)/N of the bytes cross each link):
 //       latency_s * 2(N-1) + 2(N-1)/N * bytes / (link_gbps * 1e9)       (0 if N = 1)
 //   fused update of P parameters: launch_overhead_s + 16 P bytes / (mem_gbps * 1e9)
@@ -58,6 +64,7 @@ struct DurationModel {
   double jitter_cv = 0.0;  // a mini-batch's compute: c x J, J lognormal, E J = 1, CV as given
   double notice_latency_s = 0.0;  // how long after a close a stream still starts its next mini-batch
   double host_cpu_s = 0.0;  // per mini-batch: the engine's own host CPU taken from the compute's cores
+  double issue_latency_s = 0.0;  // a mini-batch's hand-out to the earliest its stream can reach it
 
   // This model with launch_overhead_s resolved for a net of `layers` layers.
   DurationModel for_layers(int layers) const {

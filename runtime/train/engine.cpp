@@ -299,6 +299,7 @@ void Engine::Impl::finish(RunSummary& sum, double wall0, const std::atomic<bool>
   sum.abandoned_holds = driver ? driver->abandoned_holds() : 0;
   sum.driver_cpu_s = driver ? driver->driver_cpu_s() : 0.0;
   sum.notice_lag_s = driver ? driver->notice_lag_s() : 0.0;
+  sum.issue_lag_s = driver ? driver->issue_lag_s() : 0.0;
   for (auto& w : s->workers)
     if (w->computed_runs() >= 0) sum.computed_minibatches = std::max<int64_t>(sum.computed_minibatches, 0) + w->computed_runs();
   for (int64_t e = 0; e <= s->queue->current_epoch(); ++e) {
@@ -439,7 +440,7 @@ std::string Engine::describe() const {
   if (!s.gather_note.empty()) out += "  " + s.gather_note + "\n";
   if (c.gather == "host") out += "  mini-batches gathered on the host (--gather host)\n";
   if (s.virtual_clock)
-    out += fmt::format("  virtual clock: {:g} GFLOP/s, {:.4g} us launch overhead per mini-batch, link {:g} GB/s + {:g} us{}{}{}\n",
+    out += fmt::format("  virtual clock: {:g} GFLOP/s, {:.4g} us launch overhead per mini-batch, link {:g} GB/s + {:g} us{}{}{}{}\n",
                        c.model.gflops, c.model.launch_overhead_s * 1e6, c.model.link_gbps, c.model.link_latency_s * 1e6,
                        c.model.jitter_cv > 0 ? fmt::format(", compute jitter CV {:g}", c.model.jitter_cv) : "",
                        c.model.notice_latency_s > 0
@@ -447,6 +448,9 @@ std::string Engine::describe() const {
                            : "",
                        c.model.host_cpu_s > 0
                            ? fmt::format(", {:g} us of host CPU per mini-batch", c.model.host_cpu_s * 1e6)
+                           : "",
+                       c.model.issue_latency_s > 0
+                           ? fmt::format(", a mini-batch issued {:g} us after its hand-out", c.model.issue_latency_s * 1e6)
                            : "");
   out += fmt::format("  devices ({}):\n", to_string(s.devices.backend));
   for (size_t k = 0; k < s.devices.devices.size(); ++k) {

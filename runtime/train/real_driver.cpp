@@ -250,14 +250,36 @@ static void name_this_thread(const char* what, int w) {
   nvtx::name_thread(name.c_str());
 }
 
-double RealDriver::notice_lag_s() const {
-  std::vector<double> all;
-  for (const auto& wt : watches_)
-    if (!wt->thread.joinable()) all.insert(all.end(), wt->lags.begin(), wt->lags.end());
+namespace {
+double median_of(std::vector<double> all) {
   if (all.empty()) return 0.0;
   auto mid = all.begin() + static_cast<std::ptrdiff_t>(all.size() / 2);
   std::nth_element(all.begin(), mid, all.end());
   return *mid;
+}
+// A ring of the latest Watch::kLags samples.
+void keep_sample(std::vector<double>& ring, size_t& next, double x, size_t cap) {
+  if (ring.size() < cap) {
+    ring.push_back(x);
+  } else {
+    ring[next] = x;
+  }
+  next = (next + 1) % cap;
+}
+}  // namespace
+
+double RealDriver::notice_lag_s() const {
+  std::vector<double> all;
+  for (const auto& wt : watches_)
+    if (!wt->thread.joinable()) all.insert(all.end(), wt->lags.begin(), wt->lags.end());
+  return median_of(std::move(all));
+}
+
+double RealDriver::issue_lag_s() const {
+  std::vector<double> all;
+  for (const auto& wt : watches_)
+    if (!wt->thread.joinable()) all.insert(all.end(), wt->issue_lags.begin(), wt->issue_lags.end());
+  return median_of(std::move(all));
 }
 
 RealDriver::CpuTally::~CpuTally() {
@@ -311,6 +333,7 @@ std::optional<data::MiniBatch> RealDriver::next(int w, int64_t step, size_t& pla
   if (size > 0) mb = q_take(size);
   if (!mb) return mb;
   ctl_.on_start(w, static_cast<int>(mb->indices.size()));
+  handed_alone_[w] = inflight_[w] == 0;
   ++inflight_[w];
   ++pending_[w];
   return mb;
@@ -364,9 +387,11 @@ void RealDriver::issue(int w, int64_t step, double open, bool trace) {
   double injected = 0;
   int last = -1;
   size_t planned = 0;
-  for (;;) {
+  for (int handed_in_step = 0;; ++handed_in_step) {
     std::optional<data::MiniBatch> mb = next(w, step, planned);
     if (!mb) break;
+    // (handed_alone_[w] is this issuer's own: written by its next() alone.)
+    const double handed = host && !sync_ && !remote_ && handed_in_step > 0 && handed_alone_[w] ? steady_now_s() : -1;
     const int actual = static_cast<int>(mb->indices.size());
     const int k = next_slot_[w];
     next_slot_[w] = (k + 1) % wk.slots();
@@ -397,6 +422,10 @@ void RealDriver::issue(int w, int64_t step, double open, bool trace) {
     // Sync: nothing is cancelled; a traced mini-batch on the host takes its begin
     // from the same check, which then never cancels.
     const bool unit = !sync_ || (probe && host);
+    // The mini-batch's enqueues wake the idle host compute stream once, at the end
+    // of the scope, not once per task: on 2 cores every wake-up preempts a compute
+    // thread. (The staging is one batch of its own: stage_and_compute.)
+    StreamBatch batch{&cs};
     if (!sync_) {
       // Staging only asks (it may run well ahead); the compute's first task decides.
       wk.ctx().copy().begin_cancellable([this, step] { return closed_through_.load() >= step; });
@@ -427,7 +456,7 @@ void RealDriver::issue(int w, int64_t step, double open, bool trace) {
       last = k;
     } else {
       cs.record(wk.slot(k).computed);
-      enqueue_notice(w, Notice{k, step, std::move(*mb), actual, skipped, began, open, probe});
+      enqueue_notice(w, Notice{k, step, std::move(*mb), actual, skipped, began, open, probe, handed});
     }
   }
   // Another rank's worker: rank 0 waits for its end of issuing, and its delay.
@@ -468,15 +497,9 @@ void RealDriver::watch_loop(int w) {
       Event& done = wk.slot(n.k).computed;
       const bool waits = host && !done.query();
       done.synchronize();
-      if (waits) {
-        const double lag = steady_now_s() - done.host_timestamp();
-        if (wt.lags.size() < Watch::kLags) {
-          wt.lags.push_back(lag);
-        } else {
-          wt.lags[wt.next_lag] = lag;
-        }
-        wt.next_lag = (wt.next_lag + 1) % Watch::kLags;
-      }
+      if (waits) keep_sample(wt.lags, wt.next_lag, steady_now_s() - done.host_timestamp(), Watch::kLags);
+      if (n.handed >= 0 && *n.skipped == 0 && *n.began >= n.handed)
+        keep_sample(wt.issue_lags, wt.next_issue_lag, *n.began - n.handed, Watch::kLags);
       notice(w, n);
     } catch (...) {
       std::lock_guard<std::mutex> lk(m_);
@@ -496,6 +519,7 @@ void RealDriver::enqueue_commit(int w, const Notice& n, bool counted) {
   // wait: the commit reads the scratch now, and the slot is free after it. The
   // accumulator is free too: the compute waited on the previous step's update,
   // which follows the update that zeroed this parity's accumulator.
+  StreamBatch batch{&cm};
   if (counted) optim::commit(cm, wk.slot(n.k).scratch.as<float>(), wk.accumulator(n.step), s_.P);
   cm.record(wk.slot(n.k).done);
 }

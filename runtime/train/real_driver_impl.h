@@ -63,6 +63,7 @@ class RealDriver final : public WindowDriver {
     const int N = s.n();
     clock_base_ = steady_now_s();
     inflight_.assign(N, 0);
+    handed_alone_.assign(N, 0);
     issue_cv_ = std::make_unique<std::condition_variable[]>(static_cast<size_t>(N));
     last_done_t_.assign(N, 0.0);
     trace_prev_end_.assign(N, 0.0);
@@ -104,6 +105,9 @@ class RealDriver final : public WindowDriver {
   int abandoned_holds() const override { return abandoned_holds_; }
   // The median of the watchers' wake-up lags (host backend), once they have ended.
   double notice_lag_s() const override;
+  // The median lag from a hand-out the in-flight depth held back to its stream
+  // reaching it (host backend), once the watchers have ended; 0 when none.
+  double issue_lag_s() const override;
   double driver_cpu_s() const override {
     std::lock_guard<std::mutex> lk(m_);
     return driver_cpu_s_;
@@ -213,6 +217,10 @@ class RealDriver final : public WindowDriver {
     const double* began = nullptr;  // set by the stream when it reached it (host backend)
     double open = 0;                // its step's window open (steady clock)
     std::shared_ptr<Probe> probe;
+    // Host backend: when it was handed out, if nothing else of its worker was in
+    // flight then and it was not its step's first (the depth bound: the stream
+    // waited for it); else < 0.
+    double handed = -1;
   };
   // Per worker: its completion watcher, a thread that waits on each mini-batch's
   // `computed` event in issue order (a blocking wait, no spinning), then decides
@@ -231,6 +239,10 @@ class RealDriver final : public WindowDriver {
     static constexpr size_t kLags = 1 << 16;
     std::vector<double> lags;
     size_t next_lag = 0;
+    // Host backend: the lag from a bound hand-out (Notice::handed) to its stream
+    // reaching the mini-batch (the issuer's enqueue, the staging, the wake-ups).
+    std::vector<double> issue_lags;
+    size_t next_issue_lag = 0;
   };
   void enqueue_notice(int w, Notice n);
   void watch_loop(int w);
@@ -248,6 +260,9 @@ class RealDriver final : public WindowDriver {
   // The trainer's and the issuers' between steps: window opens and closes, ends of
   // issuing, errors.
   std::condition_variable cv_;
+  // Per worker: whether its issuer's latest hand-out (next()) found nothing else of
+  // that worker in flight; written and read by that issuer's thread only.
+  std::vector<char> handed_alone_;
   // Issuer w's wait for an in-flight place (next()): a completion wakes only its
   // own worker's issuer, and the trainer only when it can proceed (notice()).
   std::unique_ptr<std::condition_variable[]> issue_cv_;

@@ -44,6 +44,7 @@ struct RunSummary {
   int abandoned_holds = 0;          // injected stalls/delays still held at the end, cut short
   double driver_cpu_s = 0;  // real clock: host CPU of the issuer and watcher threads (0: virtual)
   double notice_lag_s = 0;  // real clock, host: median end-to-watcher wake-up lag (0: none measured)
+  double issue_lag_s = 0;   // real clock, host: median lag from a depth-bound hand-out to its begin (0: none)
   std::string clock;     // "virtual" or "real": the clock every time above is on
   std::string evaluated;  // the model the test figures are for ("replica 0", "averaged model")
   // --trace: the file written, its events and bytes, and the steps it holds.

@@ -240,7 +240,8 @@ void Timeline::add_minibatch(int w, int64_t step, int64_t handle, int size, doub
   ++r.pending;
   ++s.inflight;
   ++in_flight_;
-  s.fifo.push_back(Item{false, step, static_cast<int>(r.minibatches.size()) - 1, handle});
+  s.fifo.push_back(Item{false, step, static_cast<int>(r.minibatches.size()) - 1, handle,
+                       add_ns(t, cfg_.model.issue_latency_s)});
 }
 
 // The issuer of worker w hands out one mini-batch if its open window and the
@@ -289,8 +290,8 @@ void Timeline::advance(int w, double t) {
   if (s.busy || s.check_queued || s.fifo.empty()) return;
   const Item& head = s.fifo.front();
   if (!head.stall) {  // it looks at the window first, after this instant's closes
-    s.check_queued = true;
-    push(t, kCheck, w, head.step);
+    s.check_queued = true;  // (not before it has been issued: issue_latency_s)
+    push(std::max(t, head.ready), kCheck, w, head.step);
     return;
   }
   // An injected stall holds the stream after the previous step's update.
@@ -474,7 +475,8 @@ void Timeline::handle_close(Group& g) {
     // the close is at once when it is free, else when its running one ends.
     const double seen = add_ns(c, cfg_.model.notice_latency_s);
     const bool next_here = !s.fifo.empty() && !s.fifo.front().stall && s.fifo.front().step == g.step;
-    const double reach = !s.busy ? c : (r.running && r.running_known) ? r.running_end : -1.0;
+    double reach = !s.busy ? c : (r.running && r.running_known) ? r.running_end : -1.0;
+    if (next_here && reach >= 0) reach = std::max(reach, s.fifo.front().ready);  // not before it is issued
     if (!sync_ && cfg_.model.notice_latency_s > 0 && next_here && reach >= 0 && reach < seen) {
       r.check_due = true;
       r.running_known = false;

@@ -153,6 +153,7 @@ class Timeline {
     int64_t step = 0;
     int index = -1;  // into the step's minibatches
     int64_t handle = -1;
+    double ready = 0;  // the earliest its stream reaches it (hand-out + issue_latency_s)
   };
   struct WorkerState {
     int64_t issue_step = -1;  // the window it hands out into

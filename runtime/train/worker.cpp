@@ -61,24 +61,28 @@ void Worker::stage_and_compute(int k, const data::Dataset& ds, const std::vector
   NBSGD_CHECK(n > 0 && n <= max_mb_, "mini-batch larger than the staging slots");
   Stream& copy = ctx_->copy();
   Stream& compute = ctx_->compute();
-  // The slot's previous mini-batch must be done with its buffers.
-  copy.wait(s.done);
-  const int64_t sample = ds.sample_size();
-  if (data_) {
-    IndexStage& st = free_index_stage();
-    std::copy(indices.begin(), indices.end(), st.pinned.as<int32_t>());
-    if (host_counts_) copy.host_bookkeeping([this] { ++staged_; });
-    copy_async(copy, s.index.data(), st.pinned.data(), n * sizeof(int32_t));
-    copy.record(st.read);
-    kernels::GatherOp op = data_->op();
-    op.index = s.index.as<int32_t>();
-    op.x = s.x.as<float>();
-    op.y = s.y.as<int32_t>();
-    kernels::gather(copy, op, static_cast<size_t>(n));
-  } else {
-    stage_on_host(s, ds, indices, sample);
+  {
+    // The staging wakes the copy stream once, when it is all enqueued (stream.h).
+    StreamBatch staging{&copy};
+    // The slot's previous mini-batch must be done with its buffers.
+    copy.wait(s.done);
+    const int64_t sample = ds.sample_size();
+    if (data_) {
+      IndexStage& st = free_index_stage();
+      std::copy(indices.begin(), indices.end(), st.pinned.as<int32_t>());
+      if (host_counts_) copy.host_bookkeeping([this] { ++staged_; });
+      copy_async(copy, s.index.data(), st.pinned.data(), n * sizeof(int32_t));
+      copy.record(st.read);
+      kernels::GatherOp op = data_->op();
+      op.index = s.index.as<int32_t>();
+      op.x = s.x.as<float>();
+      op.y = s.y.as<int32_t>();
+      kernels::gather(copy, op, static_cast<size_t>(n));
+    } else {
+      stage_on_host(s, ds, indices, sample);
+    }
+    copy.record(s.staged);
   }
-  copy.record(s.staged);
   compute.wait(s.staged);
   compute.wait(update_done);
   if (stamp) kernels::stamp(compute, stamp);

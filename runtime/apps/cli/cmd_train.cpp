@@ -72,6 +72,7 @@ nlohmann::json summary_json(const engine::RunSummary& s) {
           {"abandoned_holds", s.abandoned_holds},
           {"driver_cpu_s", s.driver_cpu_s},
           {"notice_lag_s", s.notice_lag_s},
+          {"issue_lag_s", s.issue_lag_s},
           {"interrupted", s.interrupted},
           {"abandoned_step", s.abandoned_step >= 0 ? nlohmann::json(s.abandoned_step) : nlohmann::json()},
           {"clock", s.clock},

@@ -65,6 +65,10 @@ void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
          "Virtual clock: host CPU microseconds the engine's own threads spend per mini-batch (issuing, deciding) "
          "and take from the compute's cores, as on the host backend with a worker per core (default 0, as on a "
          "GPU; bench_fidelity measures it)", "0");
+  add_microseconds(app, "--virtual-issue-us", c.model.issue_latency_s,
+         "Virtual clock: a handed-out mini-batch reaches its stream this many microseconds after its hand-out at "
+         "the earliest (the issuer's enqueue, the staging, the stream's wake-up), as on the host backend; it binds "
+         "with --inflight 1 (default 0; bench_fidelity measures it, summary.json issue_lag_s)", "0");
   app.add_option("--virtual-jitter", c.model.jitter_cv,
                  "Virtual clock: a mini-batch's compute varies by this coefficient of variation (lognormal, mean "
                  "kept; 0: every one takes exactly its modelled time)")

@@ -86,7 +86,10 @@ void HostStreamImpl::run() {
     Task t;
     {
       std::unique_lock<std::mutex> lk(m_);
-      cv_work_.wait(lk, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty() && !stop_) {
+        cv_work_.wait(lk, [&] { return stop_ || !queue_.empty(); });
+        ++wakeups_;
+      }
       if (queue_.empty()) return;  // stop_ and drained
       t = std::move(queue_.front());
       queue_.pop_front();
@@ -130,10 +133,26 @@ void HostStreamImpl::run() {
 }
 
 void HostStreamImpl::enqueue(Task t) {
+  bool wake;
   {
     std::lock_guard<std::mutex> lk(m_);
     queue_.push_back(std::move(t));
     ++pending_;
+    wake = batch_ == 0;
+  }
+  if (wake) cv_work_.notify_one();
+}
+
+void HostStreamImpl::begin_batch() {
+  std::lock_guard<std::mutex> lk(m_);
+  ++batch_;
+}
+
+void HostStreamImpl::end_batch() {
+  {
+    std::lock_guard<std::mutex> lk(m_);
+    NBSGD_CHECK(batch_ > 0, "end_batch without begin_batch on stream " + name_);
+    if (--batch_ > 0 || queue_.empty()) return;
   }
   cv_work_.notify_one();
 }
@@ -221,6 +240,7 @@ void HostStreamImpl::synchronize() {
   std::exception_ptr err;
   {
     std::unique_lock<std::mutex> lk(m_);
+    if (batch_ > 0) cv_work_.notify_one();  // what a batch holds back runs now
     cv_idle_.wait(lk, [&] { return pending_ == 0; });
     std::swap(err, error_);
   }
@@ -230,6 +250,11 @@ void HostStreamImpl::synchronize() {
 bool HostStreamImpl::query() {
   std::lock_guard<std::mutex> lk(m_);
   return pending_ == 0;
+}
+
+int64_t HostStreamImpl::wakeups() const {
+  std::lock_guard<std::mutex> lk(m_);
+  return wakeups_;
 }
 
 double HostStreamImpl::host_time() const {

@@ -71,7 +71,10 @@ class HostStreamImpl final : public StreamImpl {
   void* native() const override { return nullptr; }
   void begin_cancellable(std::function<bool()> cancelled, int* skipped) override;
   void end_cancellable() override;
+  void begin_batch() override;
+  void end_batch() override;
   int abandon_holds() override;
+  int64_t wakeups() const override;
 
  private:
   // One cancellable unit: decided by its first task to run, obeyed by the rest.
@@ -98,6 +101,8 @@ class HostStreamImpl final : public StreamImpl {
   std::deque<Task> queue_;
   size_t pending_ = 0;  // enqueued and not yet finished
   bool stop_ = false;
+  int batch_ = 0;  // begin_batch() depth: enqueues wake the thread only at its end
+  int64_t wakeups_ = 0;  // times the thread woke from waiting on an empty queue
   double vtime_ = 0.0;  // virtual clock only
   std::shared_ptr<Unit> unit_;  // the unit being enqueued (enqueuing side)
   bool abandoned_ = false;
