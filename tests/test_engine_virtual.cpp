@@ -1,9 +1,11 @@
-// The virtual clock's measured noise (issue 11): a mini-batch's jitter, and the
-// notice latency with which the real engine sees a window's close. Both default to
-// 0, where every other exact test runs; these check what each one changes.
+// The virtual clock's measured noise (issue 11): a mini-batch's jitter, the notice
+// latency with which the real engine sees a window's close, and the issue latency
+// from a hand-out to its stream. All default to 0, where every other exact test
+// runs; these check what each one changes.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "runtime/train/duration_model.h"
@@ -104,59 +106,48 @@ TEST(Engine, NoticeLatencyRunsTheClosersQueuedMiniBatch) {
     }
   }
 }
-// What a completion releases is handed out two wake-ups later (the watcher's, then
-// the issuer's: 2 x notice_latency_s after its end). One worker, fastest, 4
-// mini-batches a step. With one in flight its stream waits for each hand-out, so
-// every window is 3 x 2 x 20 us longer than at 0; with two in flight the next one is
-// already queued when its stream gets to it, and the windows are the same.
-TEST(Engine, NoticeLatencyDelaysTheHandOutOnlyWhenTheDepthBinds) {
+// One worker, fastest, 4 mini-batches a step, 6 steps, `depth` in flight, with the
+// duration model's `term` at 0 and at `value`: the same mini-batches count (4 a
+// step, the same losses), and step i's window is extra(i) longer.
+void expect_longer_windows(int depth, double DurationModel::*term, double value, const std::function<double(size_t)>& extra) {
   TrainConfig c = small_config();
   c.host_workers = 1;
   c.window = "fastest";
   c.steps = 6;
-  for (int depth : {1, 2}) {
-    c.inflight = depth;
-    c.model.notice_latency_s = 0;
-    const RunOut at0 = run(c);
-    c.model.notice_latency_s = 20e-6;  // a LeNet mini-batch here: about 150 us
-    const RunOut lag = run(c);
-    ASSERT_EQ(at0.steps.size(), lag.steps.size());
-    for (size_t i = 0; i < lag.steps.size(); ++i) {
-      EXPECT_EQ(lag.steps[i].finished, std::vector<int>{4}) << depth << " " << i;
-      EXPECT_EQ(lag.steps[i].loss, at0.steps[i].loss) << depth << " " << i;
-      EXPECT_NEAR(lag.steps[i].window_s - at0.steps[i].window_s, depth == 1 ? 6 * 20e-6 : 0.0, 1e-9)
-          << depth << " " << i;
-    }
+  c.inflight = depth;
+  c.model.*term = 0;
+  const RunOut at0 = run(c);
+  c.model.*term = value;
+  const RunOut lag = run(c);
+  ASSERT_EQ(at0.steps.size(), lag.steps.size());
+  for (size_t i = 0; i < lag.steps.size(); ++i) {
+    EXPECT_EQ(lag.steps[i].finished, std::vector<int>{4}) << depth << " " << i;
+    EXPECT_EQ(lag.steps[i].loss, at0.steps[i].loss) << depth << " " << i;
+    EXPECT_NEAR(lag.steps[i].window_s - at0.steps[i].window_s, extra(i), 1e-9) << depth << " " << i;
   }
 }
 
+// What a completion releases is handed out two wake-ups later (the watcher's, then
+// the issuer's: 2 x notice_latency_s after its end). With one in flight its stream
+// waits for each hand-out, so every window is 3 x 2 x 20 us longer than at 0; with
+// two in flight the next one is already queued when its stream gets to it, and the
+// windows are the same. (A LeNet mini-batch here: about 150 us.)
+TEST(Engine, NoticeLatencyDelaysTheHandOutOnlyWhenTheDepthBinds) {
+  expect_longer_windows(1, &DurationModel::notice_latency_s, 20e-6, [](size_t) { return 6 * 20e-6; });
+  expect_longer_windows(2, &DurationModel::notice_latency_s, 20e-6, [](size_t) { return 0.0; });
+}
+
 // A handed-out mini-batch reaches its stream issue_latency_s after its hand-out at
-// the earliest (the issuer's enqueue, the staging, the stream's wake-up). One
-// worker, fastest, 4 mini-batches a step. With one in flight the 2nd to 4th of a
-// window each wait for it after the previous one's end: every window is 3 x 30 us
-// longer than at 0. With two in flight the next one is queued while the previous
-// runs (about 150 us), so only a window's first could wait, and only if the update
-// before it were shorter than the latency: it is not, and the windows are the same.
-// The first step's first mini-batch has no update before it: it waits, at both.
+// the earliest (the issuer's enqueue, the staging, the stream's wake-up). With one
+// in flight the 2nd to 4th of a window each wait for it after the previous one's
+// end: every window is 3 x 30 us longer than at 0. With two in flight the next one
+// is queued while the previous runs, so only a window's first could wait, and only
+// if the update before it were shorter than the latency: it is not, and the windows
+// are the same. The first step's first mini-batch has no update before it: it
+// waits, at both depths.
 TEST(Engine, IssueLatencyDelaysTheBeginOnlyWhenTheDepthBinds) {
-  TrainConfig c = small_config();
-  c.host_workers = 1;
-  c.window = "fastest";
-  c.steps = 6;
-  for (int depth : {1, 2}) {
-    c.inflight = depth;
-    c.model.issue_latency_s = 0;
-    const RunOut at0 = run(c);
-    c.model.issue_latency_s = 30e-6;
-    const RunOut lag = run(c);
-    ASSERT_EQ(at0.steps.size(), lag.steps.size());
-    for (size_t i = 0; i < lag.steps.size(); ++i) {
-      EXPECT_EQ(lag.steps[i].finished, std::vector<int>{4}) << depth << " " << i;
-      EXPECT_EQ(lag.steps[i].loss, at0.steps[i].loss) << depth << " " << i;
-      const double waits = (depth == 1 ? 3 : 0) + (i == 0 ? 1 : 0);
-      EXPECT_NEAR(lag.steps[i].window_s - at0.steps[i].window_s, waits * 30e-6, 1e-9) << depth << " " << i;
-    }
-  }
+  expect_longer_windows(1, &DurationModel::issue_latency_s, 30e-6, [](size_t i) { return (i == 0 ? 4 : 3) * 30e-6; });
+  expect_longer_windows(2, &DurationModel::issue_latency_s, 30e-6, [](size_t i) { return i == 0 ? 30e-6 : 0.0; });
 }
 
 }  // namespace
