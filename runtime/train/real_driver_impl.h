@@ -2,6 +2,8 @@
 // the same window decided across the ranks of a launch). Internal to those two files.
 #pragma once
 
+#include <pthread.h>
+
 #include <array>
 #include <atomic>
 #include <bit>
@@ -13,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -20,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/device/check.h"
+#include "runtime/device/nvtx.h"
 #include "runtime/device/comm/launch.h"
 #include "runtime/train/timeline.h"
 #include "runtime/train/virtual_driver.h"
@@ -48,6 +52,13 @@ inline double monotonic_offset_s() {
   static const double off =
       std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count() - steady_now_s();
   return off;
+}
+// The driver's threads carry names (for perf, gdb and Nsight's NVTX thread rows),
+// as the host streams' do: issue/W, watch/W.
+inline void name_this_thread(const char* what, int w) {
+  const std::string name = std::string(what) + "/" + std::to_string(w);
+  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+  nvtx::name_thread(name.c_str());
 }
 // Queue operations rank 0 logs for the others to replay: {op, a, b}.
 enum : int64_t { kTake = 0, kCommit = 1, kGiveBack = 2 };
