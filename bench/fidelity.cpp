@@ -449,7 +449,7 @@ int main(int argc, char** argv) {
                      {"error", err}, {"error_shared", err_shared}, {"error_no_jitter", err_exact}});
     }
     std::printf("%d of %d rows within 10%% with c measured alone (target: all, on 2 workers / 2 cores); %d of %d "
-                "with c' (two at once); %d of %d without jitter, lag or host CPU\n", within, rows, within_shared, rows, within_exact, rows);
+                "with c' (two at once); %d of %d without jitter, lags, host CPU or issue latency\n", within, rows, within_shared, rows, within_exact, rows);
     std::printf("(window ms: the close minus the step's start; real-clock sync: the step's length)\n");
     std::printf("load average: %s at start, %s at end\n\n", load_start.c_str(), load_end.c_str());
     out["fidelity"] = fid;
