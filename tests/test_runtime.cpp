@@ -127,7 +127,7 @@ TEST(HostStream, ABatchWakesAnIdleStreamOnceAndKeepsTheOrder) {
   std::vector<int> order;
   const int64_t before = s.wakeups();
   {
-    StreamBatch batch{&s};
+    StreamBatch batch{s};
     for (int i = 0; i < 8; ++i) {
       s.host_task([&order, i] { order.push_back(i); });
       // Unbatched, the thread would wake for each task: it has long gone idle again.
@@ -142,7 +142,7 @@ TEST(HostStream, ABatchWakesAnIdleStreamOnceAndKeepsTheOrder) {
   std::this_thread::sleep_for(std::chrono::milliseconds(2));
   int ran = 0;
   {
-    StreamBatch batch{&s};
+    StreamBatch batch{s};
     s.host_task([&ran] { ++ran; });
     s.synchronize();
     EXPECT_EQ(ran, 1);

@@ -10,11 +10,9 @@
 // event recorded on another, without blocking the host.
 #pragma once
 
-#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <initializer_list>
 #include <memory>
 #include <string>
 
@@ -167,26 +165,17 @@ class Stream {
   std::unique_ptr<StreamImpl> impl_;
 };
 
-// One issuing thread's enqueues to a few streams as one batch each (begin_batch):
-// on the host backend each idle stream's thread wakes once when the scope ends.
+// One issuing thread's enqueues to a stream as one batch (begin_batch): on the host
+// backend the idle stream's thread wakes once, when the scope ends.
 class StreamBatch {
  public:
-  explicit StreamBatch(std::initializer_list<Stream*> streams) : n_(0) {
-    for (Stream* s : streams)
-      if (s && n_ < streams_.size()) {
-        s->begin_batch();
-        streams_[n_++] = s;
-      }
-  }
-  ~StreamBatch() {
-    for (size_t i = 0; i < n_; ++i) streams_[i]->end_batch();
-  }
+  explicit StreamBatch(Stream& s) : s_(s) { s_.begin_batch(); }
+  ~StreamBatch() { s_.end_batch(); }
   StreamBatch(const StreamBatch&) = delete;
   StreamBatch& operator=(const StreamBatch&) = delete;
 
  private:
-  std::array<Stream*, 4> streams_{};
-  size_t n_;
+  Stream& s_;
 };
 
 // Backend interfaces behind the handles (implemented in runtime/host and runtime/cuda).

@@ -378,7 +378,7 @@ void RealDriver::issue(int w, int64_t step, double open, bool trace) {
     // The mini-batch's enqueues wake the idle host compute stream once, at the end
     // of the scope, not once per task: on 2 cores every wake-up preempts a compute
     // thread. (The staging is one batch of its own: stage_and_compute.)
-    StreamBatch batch{&cs};
+    StreamBatch batch{cs};
     if (!sync_) {
       // Staging only asks (it may run well ahead); the compute's first task decides.
       wk.ctx().copy().begin_cancellable([this, step] { return closed_through_.load() >= step; });

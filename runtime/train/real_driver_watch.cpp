@@ -101,7 +101,7 @@ void RealDriver::enqueue_commit(int w, const Notice& n, bool counted) {
   // wait: the commit reads the scratch now, and the slot is free after it. The
   // accumulator is free too: the compute waited on the previous step's update,
   // which follows the update that zeroed this parity's accumulator.
-  StreamBatch batch{&cm};
+  StreamBatch batch{cm};
   if (counted) optim::commit(cm, wk.slot(n.k).scratch.as<float>(), wk.accumulator(n.step), s_.P);
   cm.record(wk.slot(n.k).done);
 }

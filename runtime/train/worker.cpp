@@ -63,7 +63,7 @@ void Worker::stage_and_compute(int k, const data::Dataset& ds, const std::vector
   Stream& compute = ctx_->compute();
   {
     // The staging wakes the copy stream once, when it is all enqueued (stream.h).
-    StreamBatch staging{&copy};
+    StreamBatch staging{copy};
     // The slot's previous mini-batch must be done with its buffers.
     copy.wait(s.done);
     const int64_t sample = ds.sample_size();
