@@ -50,10 +50,14 @@ struct Case {
   std::string pattern, window, exchange = "ring";
   int inflight = 2;
   bool fidelity = true;  // also predicted on the virtual clock
-  std::string key() const { return fmt::format("{}|{}|{}|{}", pattern, window, exchange, inflight); }
+  std::string cancel_at = "auto";  // --cancel-at (auto: kernel on the real clock, as modelled on the virtual)
+  std::string key() const {
+    return fmt::format("{}|{}|{}|{}{}", pattern, window, exchange, inflight, cancel_at == "auto" ? "" : "|" + cancel_at);
+  }
   std::string label() const {
     std::string s = exchange == "ring" ? window : exchange + " " + window;
     if (inflight != 2) s += fmt::format(" (inflight {})", inflight);
+    if (cancel_at != "auto") s += " (cancel at " + cancel_at + ")";
     return s;
   }
 };
@@ -83,6 +87,7 @@ inline engine::TrainConfig train_config(const Options& o, const Case& c, const s
   t.exchange = c.exchange;
   if (c.exchange != "ring") t.topology = "complete";
   t.inflight = c.inflight;
+  t.cancel_at = c.cancel_at;
   t.quiet = true;
   if (c.pattern == "paper-random") {
     t.profile = c.pattern;

@@ -12,7 +12,7 @@
 #
 # Fails loudly: NBSGD_REQUIRE_GPU=1 turns every "no GPU" skip into a failure.
 # CUDA_DEVICE_ORDER=PCI_BUS_ID numbers the GPUs as nvidia-smi does (CUDA's default
-# is fastest first). Each test gets 90 s, and the whole run a hard 8-minute limit
+# is fastest first). Each test gets 90 s (GPU_CHECK_TEST_LIMIT_S), and the whole run a hard 8-minute limit
 # (GPU_CHECK_LIMIT_S): every step's timeout is cut to what is left, and a step
 # that no longer fits is recorded as skipped. The summary table comes last, with
 # summary.json beside it.
@@ -20,7 +20,7 @@ set -uo pipefail
 start=$(date +%s)
 LIMIT=${GPU_CHECK_LIMIT_S:-480}
 deadline=$((start + LIMIT - 10))  # 10 s for the summary
-TEST_LIMIT=90
+TEST_LIMIT=${GPU_CHECK_TEST_LIMIT_S:-90}
 export CUDA_DEVICE_ORDER=PCI_BUS_ID NBSGD_REQUIRE_GPU=1
 OUT=${OUT:-$PWD/gpu-check-out}
 mkdir -p "$OUT"
@@ -174,11 +174,17 @@ step compare-gossip 90 "$NBSGD" compare --runs dpsgd/sync,dpsgd/fastest,matcha/s
   --profile one-slow --net lenet --data fashion-mnist --data-dir "$DATA" --batch 128 --split 8 --epochs 1 --seed 1 \
   --out "$OUT/compare-gossip"
 
+# The in-flight depth on CUDA (issue 11): the same ring/fastest run with one
+# mini-batch in flight per stream, beside compare-ring's default of 2.
+step compare-inflight1 60 "$NBSGD" compare --runs ring/fastest --inflight 1 --devices $parts --profile one-slow \
+  --net lenet --data fashion-mnist --data-dir "$DATA" --batch 128 --split 8 --epochs 1 --seed 1 \
+  --out "$OUT/compare-inflight1"
+
 for f in bench_update bench_throughput bench_delay bench_green torch_throughput; do
   [ -f "$OUT/$f.log" ] && { echo "-- $f"; tail -25 "$OUT/$f.log"; }
 done
 echo "-- nbsgd / PyTorch"; cat "$OUT/ratio.txt"
-for f in compare-ring compare-gossip; do
+for f in compare-ring compare-gossip compare-inflight1; do
   [ -f "$OUT/$f.log" ] && { echo "-- $f"; tail -12 "$OUT/$f.log"; }
 done
 exit $status

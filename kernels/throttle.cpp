@@ -41,6 +41,12 @@ void throttle(Stream& s, const uint64_t* slot, double factor, double extra_s, De
 #endif
     return;
   }
+  // In a kernel-granular unit the stream holds it, so that a close can end it at
+  // the slowed device's kernel boundary (Stream::cancel_at_kernels).
+  if (s.impl()->granular_throttle(slot, factor, extra_s)) {
+    s.note(Issue::Launch);
+    return;
+  }
   s.device_task(
       [slot, factor, extra_s] {
         // Until stamp + (1 + factor) x (now - stamp) + extra, to a few microseconds.

@@ -19,7 +19,8 @@ using Fate = TimelineMiniBatch::Fate;
 
 // 2 workers, the ring's sum (2 ms), no update cost; a mini-batch of one sample
 // costs 1 ms times its worker's slowdown; quorum:2, two in flight.
-TimelineStep first_step(double notice_ms, const std::vector<double>& slowdowns, double host_ms = 0) {
+TimelineStep first_step(double notice_ms, const std::vector<double>& slowdowns, double host_ms = 0, int kernels = 1,
+                        double exchange_ms = 2, const std::string& profile_toml = "") {
   const int N = 2;
   TimelineConfig tc;
   tc.mixes_models = false;
@@ -33,12 +34,15 @@ TimelineStep first_step(double notice_ms, const std::vector<double>& slowdowns, 
   tc.model.gflops = 1.0;
   tc.model.notice_latency_s = notice_ms * kMs;
   tc.model.host_cpu_s = host_ms * kMs;
+  tc.model.cancel_kernels = kernels;
   tc.flops_per_sample = 1e6;  // 1 ms at 1 GFLOP/s
   tc.params = 0;
-  tc.exchange_s = [](int64_t, int) { return 2 * kMs; };
+  tc.exchange_s = [exchange_ms](int64_t, int) { return exchange_ms * kMs; };
   static const std::vector<int> none;
   tc.waits_for = [](int64_t, int) -> const std::vector<int>& { return none; };
-  const auto prof = straggler::resolve(straggler::profile_from_slowdowns(slowdowns), N, {});
+  const auto prof = straggler::resolve(profile_toml.empty() ? straggler::profile_from_slowdowns(slowdowns)
+                                                            : straggler::parse_profile(profile_toml, "test"),
+                                       N, {});
   Timeline tl(tc, prof, test_runs::endless_take(), test_runs::ignore_give_back());
   return tl.finish_step(0);
 }
@@ -121,6 +125,54 @@ TEST(RingTimelineByHand, TheEnginesHostCpuIsPartOfWhatTheThrottleScales) {
       EXPECT_NEAR(r->exchange_end, (2 * u + 2) * kMs, 1e-12) << host;
       EXPECT_NEAR(r->end, (2 * u + 2) * kMs, 1e-12) << host;
     }
+  }
+}
+
+// --cancel-at kernel, modelled (DurationModel::cancel_kernels = K): a mini-batch
+// running when the close is seen stops at the first of K equal slices of its slowed
+// compute that ends after that. quorum:2, the close seen 0.5 ms late, a 0.5 ms sum.
+// Worker 0's two end at 1 and 2 ms and close the window (its next place in flight
+// comes two notice latencies after its first, at the close: nothing more is handed
+// out). Worker 1 at 4x runs its first 0 -> 4 ms. With K = 3 its slices end at 4/3,
+// 8/3 and 4 ms: it stops at 8/3 ms (on the ns grid), and its second, reached after
+// the close is seen, is skipped. Its update waits for it: it ends then, and worker
+// 0 at the sum's end.
+TEST(RingTimelineByHand, AKernelGranularCancelStopsTheRunningMiniBatchAtTheNextSliceEnd) {
+  for (int k : {1, 3}) {
+    const TimelineStep o = first_step(0.5, {1, 4}, 0, k, 0.5);
+    const TimelineWorkerStep &w0 = o.workers[0], &w1 = o.workers[1];
+    const double cut = 2666666e-9;  // 8e6 ns / 3, rounded down on the grid
+    EXPECT_EQ(w0.finished, 2) << k;
+    EXPECT_EQ(w1.finished, 0) << k;
+    EXPECT_EQ(fates(w0), (std::vector<Fate>{Fate::Counted, Fate::Counted})) << k;
+    ASSERT_EQ(fates(w1), (std::vector<Fate>{Fate::Wasted, Fate::Skipped})) << k;
+    EXPECT_NEAR(w1.running_end, k == 1 ? 4 * kMs : cut, 1e-12) << k;
+    EXPECT_NEAR(w1.minibatches[0].end, k == 1 ? 4 * kMs : cut, 1e-12) << k;
+    EXPECT_EQ(w1.minibatches[0].cut, k > 1) << k;
+    EXPECT_FALSE(w0.minibatches[1].cut) << k;
+    EXPECT_EQ(o.cut(), k > 1 ? 1 : 0) << k;
+    EXPECT_NEAR(w0.end, 2.5 * kMs, 1e-12) << k;
+    EXPECT_NEAR(w1.end, k == 1 ? 4 * kMs : cut, 1e-12) << k;
+    for (const TimelineWorkerStep* r : {&w0, &w1}) {
+      EXPECT_NEAR(r->close, 2 * kMs, 1e-12) << k;
+      EXPECT_NEAR(r->exchange_end, 2.5 * kMs, 1e-12) << k;
+    }
+  }
+}
+
+// Seen in an injected delay, nothing is cut: worker 1 computes 0 -> 1 ms, then its
+// 3 ms delay; the close (2 ms) is seen at 2.5 ms, in the delay, and it ends at 4 ms
+// with any K.
+TEST(RingTimelineByHand, AKernelGranularCancelNeverCutsAnInjectedDelay) {
+  const std::string toml = "[device.1]\ndelay = { probability = 1, distribution = \"constant\", value_ms = 3 }\n";
+  for (int k : {1, 3}) {
+    const TimelineStep o = first_step(0.5, {1, 1}, 0, k, 0.5, toml);
+    const TimelineWorkerStep& w1 = o.workers[1];
+    ASSERT_FALSE(w1.minibatches.empty()) << k;
+    EXPECT_EQ(fates(w1).front(), Fate::Wasted) << k;
+    EXPECT_FALSE(w1.minibatches[0].cut) << k;
+    EXPECT_NEAR(w1.running_end, 4 * kMs, 1e-12) << k;
+    EXPECT_NEAR(w1.end, 4 * kMs, 1e-12) << k;
   }
 }
 

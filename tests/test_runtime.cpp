@@ -1,10 +1,12 @@
 #include "bodies/runtime_body.h"
 
 #include "kernels/basic.h"
+#include "kernels/throttle.h"
 #include "runtime/device/buffer.h"
 #include "runtime/device/check.h"
 #include "runtime/device/host/precise_sleep.h"
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -146,6 +148,94 @@ TEST(HostStream, ABatchWakesAnIdleStreamOnceAndKeepsTheOrder) {
     s.host_task([&ran] { ++ran; });
     s.synchronize();
     EXPECT_EQ(ran, 1);
+  }
+}
+
+// --cancel-at kernel (Stream::cancel_at_kernels): a unit that began looks at its close
+// before each later task; from the first that sees it the rest is skipped, and what
+// follows the unit (records, other tasks) still runs.
+TEST(HostStream, AKernelGranularUnitStopsAtTheFirstTaskAfterTheClose) {
+  Stream s = Stream::host({});
+  std::atomic<bool> closed{false};
+  std::vector<int> ran;  // the stream's thread only
+  int cut = 0, skipped = 0;
+  Event after(Backend::Host, 0);
+  s.begin_cancellable([] { return false; }, &skipped);
+  s.cancel_at_kernels([&closed] { return closed.load(); }, &cut);
+  for (int i = 0; i < 6; ++i)
+    s.device_task([&, i] {
+      ran.push_back(i);
+      if (i == 2) closed.store(true);  // the close, seen before task 3
+    }, Issue::Launch);
+  s.end_cancellable();
+  s.record(after);
+  s.host_task([&ran] { ran.push_back(100); });
+  s.synchronize();
+  EXPECT_EQ(ran, (std::vector<int>{0, 1, 2, 100}));
+  EXPECT_EQ(cut, 1);
+  EXPECT_EQ(skipped, 0);
+  EXPECT_EQ(s.kernel_cuts(), 1);
+  EXPECT_EQ(s.kernels_cut(), 3);
+  EXPECT_TRUE(after.query());
+
+  // Not closed: every task runs and nothing is cut. Closed before it began: the
+  // first task's check skips it whole, which is no cut.
+  for (bool before : {false, true}) {
+    closed.store(before);
+    ran.clear();
+    cut = skipped = 0;
+    s.begin_cancellable([&closed] { return closed.load(); }, &skipped);
+    s.cancel_at_kernels([&closed] { return closed.load(); }, &cut);
+    for (int i = 0; i < 4; ++i) s.device_task([&ran, i] { ran.push_back(i); }, Issue::Launch);
+    s.end_cancellable();
+    s.synchronize();
+    EXPECT_EQ(ran, before ? std::vector<int>{} : (std::vector<int>{0, 1, 2, 3})) << before;
+    EXPECT_EQ(cut, 0) << before;
+    EXPECT_EQ(skipped, before ? 1 : 0) << before;
+    EXPECT_EQ(s.kernel_cuts(), 1) << before;
+  }
+}
+
+// The throttle of a kernel-granular unit (kernels::throttle inside it): the close
+// seen while it holds the slowed device's compute ends it at that kernel's end (cut);
+// seen in its additive delay, nothing is cut (an injected delay is never cut short).
+// Each case waits for the unit's three 1 ms kernels to end (an event inside the
+// unit), then closes and pokes 20 ms later. With factor 200 the slowed kernels end
+// about 201, 402 and 603 ms after the stamp: the first is running, the rest is cut.
+// With factor 1 the slowed compute ended about 6 ms after the stamp, and the close
+// comes in the 1 s delay.
+TEST(HostStream, AKernelGranularThrottleEndsWithTheSlowedKernelButNotInItsDelay) {
+  struct Case {
+    double factor, extra_s;
+    int cut;
+  };
+  for (const Case& c : {Case{200.0, 0.0, 1}, Case{1.0, 1.0, 0}}) {
+    Stream s = Stream::host({});
+    std::atomic<bool> closed{false};
+    int cut = 0;
+    Buffer stamp(Backend::Host, 0, sizeof(uint64_t));
+    Event computed(Backend::Host, 0);
+    s.begin_cancellable([] { return false; });
+    s.cancel_at_kernels([&closed] { return closed.load(); }, &cut);
+    kernels::stamp(s, stamp.as<uint64_t>());
+    for (int k = 0; k < 3; ++k)
+      s.device_task([] { std::this_thread::sleep_for(std::chrono::milliseconds(1)); }, Issue::Launch);
+    s.record(computed);
+    kernels::throttle(s, stamp.as<uint64_t>(), c.factor, c.extra_s, kernels::DelayMode::Idle);
+    s.end_cancellable();
+    computed.synchronize();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    closed.store(true);
+    s.poke();
+    if (c.cut == 0) {
+      // The delay would hold 1 s: give a wrong wake-up on the close time to show as a
+      // cut, then end the hold (abandoning it is no cut).
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      s.abandon_holds();
+    }
+    s.synchronize();
+    EXPECT_EQ(cut, c.cut) << c.factor;
+    EXPECT_EQ(s.kernel_cuts(), c.cut) << c.factor;
   }
 }
 

@@ -167,6 +167,11 @@ TEST(TrainCli, UnusableNumbersAreRefusedNamingTheFlag) {
                         Case{"--virtual-host-us 2e6", "--virtual-host-us"},
                         Case{"--virtual-issue-us -1", "--virtual-issue-us"},
                         Case{"--virtual-issue-us 2e6", "--virtual-issue-us"},
+                        Case{"--virtual-cancel-kernels 0", "--virtual-cancel-kernels"},
+                        Case{"--virtual-cancel-kernels 1000000", "--virtual-cancel-kernels"},
+                        Case{"--cancel-at never", "--cancel-at never"},
+                        Case{"--cancel-at kernel", "--virtual-cancel-kernels"},
+                        Case{"--cancel-at minibatch --virtual-cancel-kernels 8", "--virtual-cancel-kernels 8"},
                         Case{"--no-such-flag", "--no-such-flag"}}) {
     const std::string dir = make_temp_dir("train-bad-number") + "/out";
     CommandResult r = run_nbsgd("train --host-workers 2 --steps 1 --quiet --out " + dir + " " + c.args);
@@ -243,6 +248,30 @@ TEST(TrainCli, VirtualIssueLatencyDelaysEachDepthBoundMiniBatch) {
     clock.push_back(o.summary["clock_s"].get<double>());
   }
   EXPECT_NEAR(clock[1] - clock[0], 13 * 50e-6, 1e-8);
+}
+
+// --cancel-at on the real clock, 2 host workers, LeNet, worker 1 at 8x, fastest, 30
+// steps: the slow worker is inside its throttle at nearly every close. With kernel
+// (the default there) some of its running mini-batches stop at a kernel boundary and
+// say so; with minibatch none does. config.json holds what --cancel-at resolved to.
+TEST(TrainCli, RealClockCancelAtKernelCutsTheSlowWorkersRunningMiniBatch) {
+  for (const char* at : {"auto", "minibatch"}) {
+    const std::string dir = make_temp_dir("train-cancel") + "/out";
+    CommandResult r = run_nbsgd("train --host-workers 2 --clock real --net lenet --train-limit 1024 --batch 64 "
+                                "--split 8 --window fastest --slowdown 1,8 --steps 30 --quiet --cancel-at " +
+                                std::string(at) + " --out " + dir);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const nlohmann::json cfg = read_json(dir + "/config.json"), sum = read_json(dir + "/summary.json");
+    const bool kernel = std::string(at) == "auto";
+    EXPECT_EQ(cfg["cancel_at"], kernel ? "kernel" : "minibatch") << at;
+    EXPECT_GT(sum["wasted_minibatches"].get<int64_t>(), 0) << at;
+    if (kernel)
+      EXPECT_GT(sum["cut_minibatches"].get<int64_t>(), 0) << r.output;
+    else
+      EXPECT_EQ(sum["cut_minibatches"].get<int64_t>(), 0) << r.output;
+    EXPECT_LE(sum["cut_minibatches"].get<int64_t>(), sum["wasted_minibatches"].get<int64_t>()) << at;
+    fs::remove_all(fs::path(dir).parent_path());
+  }
 }
 
 TEST(TrainCli, ResumeRefusesACheckpointOfAnotherNet) {

@@ -96,6 +96,12 @@ void Stream::begin_cancellable(std::function<bool()> cancelled, int* skipped) {
   impl_->begin_cancellable(std::move(cancelled), skipped);
 }
 void Stream::end_cancellable() { impl_->end_cancellable(); }
+void Stream::cancel_at_kernels(std::function<bool()> closed, int* cut) {
+  impl_->cancel_at_kernels(std::move(closed), cut);
+}
+void Stream::poke() { impl_->poke(); }
+int64_t Stream::kernel_cuts() const { return impl_->kernel_cuts(); }
+int64_t Stream::kernels_cut() const { return impl_->kernels_cut(); }
 void Stream::begin_batch() { impl_->begin_batch(); }
 void Stream::end_batch() { impl_->end_batch(); }
 int64_t Stream::wakeups() const { return impl_->wakeups(); }

@@ -138,6 +138,23 @@ class Stream {
   // kernels to read a mapped flag, or a conditional graph node).
   void begin_cancellable(std::function<bool()> cancelled, int* skipped = nullptr);
   void end_cancellable();
+  // Kernel-granular cancel (host backend; call right after begin_cancellable). A
+  // unit that began still looks at `closed()` (which must be a pure, cheap check)
+  // before each of its later tasks: from the first that sees it closed, the unit's
+  // remaining tasks are skipped (records and waits still happen). A throttle in the
+  // unit (kernels::throttle) then holds only to the end of the kernel the slowed
+  // device would be running when the close was seen: with slowdown s and stamp t0, a
+  // task that ended at T ends at t0 + s (T - t0) there (see host_stream.h). Its
+  // additive delay, once reached, is never cut short. CUDA: not available (cuDNN's
+  // and cuBLAS's kernels cannot read a cancel flag); the unit stays whole.
+  // *cut (when given) is set to 1 when the unit is cut, before its last task ends.
+  void cancel_at_kernels(std::function<bool()> closed, int* cut = nullptr);
+  // Wakes a throttle of a kernel-granular unit to look at its `closed()` now (the
+  // window's close calls it). Host only; a no-op elsewhere.
+  void poke();
+  // Host backend: the units cut at a kernel boundary so far, and the tasks they skipped.
+  int64_t kernel_cuts() const;
+  int64_t kernels_cut() const;
   // Wake-ups held (StreamBatch below): what is enqueued from begin_batch() to the
   // matching end_batch() wakes an idle host stream's thread once, at the end, not
   // once per task. The order and the work are unchanged. CUDA: nothing to do (a
@@ -207,6 +224,13 @@ class StreamImpl {
   virtual void* native() const = 0;
   virtual void begin_cancellable(std::function<bool()>, int*) {}
   virtual void end_cancellable() {}
+  virtual void cancel_at_kernels(std::function<bool()>, int*) {}
+  virtual void poke() {}
+  // Host: enqueues kernels::throttle as a task of the current kernel-granular unit
+  // and returns true; false (the caller enqueues the plain throttle) otherwise.
+  virtual bool granular_throttle(const uint64_t*, double, double) { return false; }
+  virtual int64_t kernel_cuts() const { return 0; }
+  virtual int64_t kernels_cut() const { return 0; }
   virtual void begin_batch() {}
   virtual void end_batch() {}
   virtual int64_t wakeups() const { return 0; }

@@ -44,6 +44,8 @@ std::string config_json(const TrainConfig& c) {
       {"virtual_notice_latency_s", c.model.notice_latency_s},
       {"virtual_host_cpu_s", c.model.host_cpu_s},
       {"virtual_issue_latency_s", c.model.issue_latency_s},
+      {"virtual_cancel_kernels", c.model.cancel_kernels},
+      {"cancel_at", c.cancel_at},
       {"batch", c.batch},
       {"split", c.split},
       {"lr", c.lr},
@@ -120,6 +122,8 @@ void check_numbers(const TrainConfig& c) {
           c.model.host_cpu_s * 1e6, "in [0, 1e6]");
   require(finite(c.model.issue_latency_s) && c.model.issue_latency_s >= 0 && c.model.issue_latency_s <= 1.0,
           "--virtual-issue-us", c.model.issue_latency_s * 1e6, "in [0, 1e6]");
+  require(c.model.cancel_kernels >= 1 && c.model.cancel_kernels <= 100000, "--virtual-cancel-kernels",
+          c.model.cancel_kernels, "in [1, 100000]");
   require(c.model.launch_overhead_s <= 1.0 && (c.model.launch_overhead_s >= 0 || c.model.launch_overhead_s == -1.0),
           "--virtual-overhead-us", c.model.launch_overhead_s * 1e6, "in [0, 1e6]");
   require(c.adaptive_guard <= 1e3, "--adaptive-guard", c.adaptive_guard, "at most 1000");

@@ -46,6 +46,13 @@ struct TrainConfig {
   // is skipped for only the cost of its check, but its samples were tied to that
   // worker and go back out of order.
   int inflight = 2;
+  // Where a running mini-batch stops when its window closes (--cancel-at):
+  // "minibatch", at its end (what a GPU does: cuDNN's and cuBLAS's kernels cannot
+  // read a cancel flag), or "kernel", at the next kernel boundary, its throttle at
+  // the slowed device's (host backend, real clock; the virtual clock models it with
+  // --virtual-cancel-kernels). "auto": kernel on host workers on the real clock,
+  // else minibatch.
+  std::string cancel_at = "auto";
   // Where a mini-batch is formed (--gather): "device", from the training set kept on
   // each device and uploaded once, by one gather kernel on the copy stream (the GPU
   // never waits for the host for it; a GPU without room for the set falls back to

@@ -76,6 +76,8 @@ class WindowDriver {
   virtual int64_t wasted() const { return -1; }  // < 0: the steps' counts are exact
   // Mini-batches cancelled before they began (they did no work), so far.
   virtual int64_t skipped() const { return 0; }
+  // Wasted mini-batches stopped at a kernel boundary (--cancel-at kernel).
+  virtual int64_t cut() const { return 0; }
   // Injected stalls or delays still held when the run ended, cut short by stop().
   virtual int abandoned_holds() const { return 0; }
   // Real clock: the host CPU seconds its issuer and watcher threads used (each

@@ -65,6 +65,10 @@ struct DurationModel {
   double notice_latency_s = 0.0;  // how long after a close a stream still starts its next mini-batch
   double host_cpu_s = 0.0;  // per mini-batch: the engine's own host CPU taken from the compute's cores
   double issue_latency_s = 0.0;  // a mini-batch's hand-out to the earliest its stream can reach it
+  // --cancel-at kernel: a running mini-batch is cut at the first of this many equal
+  // slices of its slowed compute that ends after the close is seen (1: it runs to
+  // its end, the GPU case).
+  int cancel_kernels = 1;
 
   // This model with launch_overhead_s resolved for a net of `layers` layers.
   DurationModel for_layers(int layers) const {

@@ -295,6 +295,7 @@ void Engine::Impl::finish(RunSummary& sum, double wall0, const std::atomic<bool>
   sum.skipped_steps = counters.skipped_steps;
   sum.wasted_minibatches = driver && driver->wasted() >= 0 ? driver->wasted() : counters.wasted_minibatches;
   sum.skipped_minibatches = driver ? driver->skipped() : 0;
+  sum.cut_minibatches = driver ? driver->cut() : 0;
   sum.abandoned_step = counters.abandoned_step;
   sum.abandoned_holds = driver ? driver->abandoned_holds() : 0;
   sum.driver_cpu_s = driver ? driver->driver_cpu_s() : 0.0;
@@ -440,7 +441,7 @@ std::string Engine::describe() const {
   if (!s.gather_note.empty()) out += "  " + s.gather_note + "\n";
   if (c.gather == "host") out += "  mini-batches gathered on the host (--gather host)\n";
   if (s.virtual_clock)
-    out += fmt::format("  virtual clock: {:g} GFLOP/s, {:.4g} us launch overhead per mini-batch, link {:g} GB/s + {:g} us{}{}{}{}\n",
+    out += fmt::format("  virtual clock: {:g} GFLOP/s, {:.4g} us launch overhead per mini-batch, link {:g} GB/s + {:g} us{}{}{}{}{}\n",
                        c.model.gflops, c.model.launch_overhead_s * 1e6, c.model.link_gbps, c.model.link_latency_s * 1e6,
                        c.model.jitter_cv > 0 ? fmt::format(", compute jitter CV {:g}", c.model.jitter_cv) : "",
                        c.model.notice_latency_s > 0
@@ -451,7 +452,14 @@ std::string Engine::describe() const {
                            : "",
                        c.model.issue_latency_s > 0
                            ? fmt::format(", a mini-batch issued {:g} us after its hand-out", c.model.issue_latency_s * 1e6)
+                           : "",
+                       c.model.cancel_kernels > 1
+                           ? fmt::format(", a running mini-batch cut at the close in {} kernels", c.model.cancel_kernels)
                            : "");
+  if (!s.virtual_clock && c.window != "sync")
+    out += c.cancel_at == "kernel"
+               ? "  cancel: a mini-batch running at its window's close stops at the next kernel boundary (--cancel-at kernel)\n"
+               : "  cancel: a mini-batch running at its window's close runs to its end (--cancel-at minibatch)\n";
   out += fmt::format("  devices ({}):\n", to_string(s.devices.backend));
   for (size_t k = 0; k < s.devices.devices.size(); ++k) {
     const Device& d = s.devices.devices[k];

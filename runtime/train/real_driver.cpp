@@ -239,6 +239,7 @@ void RealDriver::wait_for_close(std::unique_lock<std::mutex>& lk) {
   }
   if (!ctl_.closed()) ctl_.close_at(steady_now_s());
   closed_through_.store(step_);  // queued work of this step is skipped from now on
+  poke_streams();
   wake_all();
 }
 
@@ -355,6 +356,8 @@ void RealDriver::issue(int w, int64_t step, double open, bool trace) {
     // staging, no compute, no throttle (a running one still runs to its end).
     int* skipped = skipped_[w].data() + k;
     *skipped = 0;
+    int* cut = cut_[w].data() + k;
+    *cut = 0;
     double* began = began_[w].data() + k;
     *began = -1.0;
     // Decided on the stream when the mini-batch is about to begin: skipped if its
@@ -383,6 +386,7 @@ void RealDriver::issue(int w, int64_t step, double open, bool trace) {
       // Staging only asks (it may run well ahead); the compute's first task decides.
       wk.ctx().copy().begin_cancellable([this, step] { return closed_through_.load() >= step; });
       cs.begin_cancellable(closed, skipped);
+      if (kernel_cancel_) cs.cancel_at_kernels([this, step] { return closed_through_.load() >= step; }, cut);
     } else if (unit) {
       cs.begin_cancellable([probe] {
         probe->begin = steady_now_s();
@@ -409,7 +413,7 @@ void RealDriver::issue(int w, int64_t step, double open, bool trace) {
       last = k;
     } else {
       cs.record(wk.slot(k).computed);
-      enqueue_notice(w, Notice{k, step, std::move(*mb), actual, skipped, began, open, probe, handed});
+      enqueue_notice(w, Notice{k, step, std::move(*mb), actual, skipped, began, open, probe, handed, cut});
     }
   }
   // Another rank's worker: rank 0 waits for its end of issuing, and its delay.

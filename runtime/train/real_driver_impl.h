@@ -69,6 +69,7 @@ class RealDriver final : public WindowDriver {
       : s_(s),
         ctl_(s.ctl),
         sync_(s.ctl.window.kind == WindowKind::Sync),
+        kernel_cancel_(!sync_ && s.cfg.cancel_at == "kernel"),
         coord_(s.span.spans() && s.span.rank == 0),
         remote_(s.span.spans() && s.span.rank != 0) {
     const int N = s.n();
@@ -81,6 +82,7 @@ class RealDriver final : public WindowDriver {
     next_slot_.assign(N, 0);
     plan_.resize(N);
     for (auto& w : s.workers) skipped_.emplace_back(w->slots(), 0);
+    for (auto& w : s.workers) cut_.emplace_back(w->slots(), 0);
     for (auto& w : s.workers) began_.emplace_back(w->slots(), -1.0);
     started_ = std::vector<std::atomic<int64_t>>(static_cast<size_t>(N));
     for (auto& a : started_) a.store(-1);
@@ -131,6 +133,10 @@ class RealDriver final : public WindowDriver {
   int64_t skipped() const override {
     std::lock_guard<std::mutex> lk(m_);
     return skipped_before_start_;
+  }
+  int64_t cut() const override {
+    std::lock_guard<std::mutex> lk(m_);
+    return cut_minibatches_;
   }
 
   void step(int64_t step, StepWindow& out) override;
@@ -232,6 +238,7 @@ class RealDriver final : public WindowDriver {
     // flight then and it was not its step's first (the depth bound: the stream
     // waited for it); else < 0.
     double handed = -1;
+    const int* cut = nullptr;  // --cancel-at kernel: set by the stream when it stopped it at a kernel boundary
   };
   // Per worker: its completion watcher, a thread that waits on each mini-batch's
   // `computed` event in issue order (a blocking wait, no spinning), then decides
@@ -266,6 +273,16 @@ class RealDriver final : public WindowDriver {
   Setup& s_;
   StepController ctl_;
   const bool sync_;
+  // --cancel-at kernel (host backend): a running mini-batch stops at the first
+  // kernel boundary after its window's close, its throttle at the slowed device's.
+  const bool kernel_cancel_;
+  // The close, seen by every worker's compute stream: a throttle of a running
+  // kernel-granular mini-batch looks again (Stream::poke).
+  void poke_streams() {
+    if (!kernel_cancel_) return;
+    for (int w = 0; w < s_.n(); ++w)
+      if (s_.span.owns(w)) s_.workers[w]->ctx().compute().poke();
+  }
   double clock_base_ = 0;
   mutable std::mutex m_;
   // The trainer's and the issuers' between steps: window opens and closes, ends of
@@ -289,6 +306,7 @@ class RealDriver final : public WindowDriver {
   std::vector<std::vector<data::MiniBatch>> plan_;
   int64_t wasted_ = 0, reported_wasted_ = 0;
   int64_t skipped_before_start_ = 0;  // cancelled before they began: no work done
+  int64_t cut_minibatches_ = 0;       // wasted, stopped at a kernel boundary
   std::atomic<int64_t> closed_through_{-1};  // the latest step whose window closed
   // Per worker: step * kSlotCode + slot of the latest mini-batch that began (-1).
   static constexpr int64_t kSlotCode = 1 << 16;
@@ -297,6 +315,7 @@ class RealDriver final : public WindowDriver {
   // -1 on CUDA, where the host does not see it begin).
   std::vector<std::vector<double>> began_;
   std::vector<std::vector<int>> skipped_;    // per worker, per slot: set by the stream
+  std::vector<std::vector<int>> cut_;        // per worker, per slot: cut at a kernel (set by the stream)
   int abandoned_holds_ = 0;
   // The issuers' and watchers' own CPU seconds, each added as its thread ends.
   double driver_cpu_s_ = 0;

@@ -129,6 +129,7 @@ void RealDriver::courier_loop() {
     if (msg[0] == kClose) {
       std::lock_guard<std::mutex> lk(m_);
       closed_through_.store(std::max(closed_through_.load(), msg[1]));
+      poke_streams();
       // One clock on one node (steady_clock is CLOCK_MONOTONIC): the close's delay.
       if (msg.size() > 2) close_delays_.push_back(steady_now_s() + monotonic_offset_s() - bitsd(msg[2]));
     } else if (msg[0] == kResult) {

@@ -150,7 +150,10 @@ void RealDriver::notice(int w, Notice& n) {
   // cancelled mini-batch of the last step that ends just after it would look
   // nearly free, the estimate would shrink the next deadline, more would be
   // cancelled, and the windows would close empty one after another.
-  if (!skipped) ctl_.observe(w, *n.began >= 0 ? *n.began : std::max(last_done_t_[w], n.open), t, actual);
+  // A mini-batch cut at a kernel boundary (--cancel-at kernel) ran only in part: no
+  // service time either.
+  const bool cut = n.cut && *n.cut != 0;
+  if (!skipped && !cut) ctl_.observe(w, *n.began >= 0 ? *n.began : std::max(last_done_t_[w], n.open), t, actual);
   last_done_t_[w] = t;
   const bool counted = current && ctl_.on_complete(w, t, actual);
   enqueue_commit(w, n, counted);
@@ -160,6 +163,7 @@ void RealDriver::notice(int w, Notice& n) {
   } else {
     q_give_back(std::move(n.mb));
     ++(skipped ? skipped_before_start_ : wasted_);
+    if (cut) ++cut_minibatches_;
   }
   if (n.probe)
     record_span(w, step, *n.probe, own_t, actual,

@@ -40,6 +40,7 @@ struct RunSummary {
   int64_t abandoned_step = -1;
   int64_t wasted_minibatches = 0;   // ran, or were running, when their window closed
   int64_t skipped_minibatches = 0;  // cancelled before they began: no work was done
+  int64_t cut_minibatches = 0;      // of the wasted: stopped at a kernel boundary (--cancel-at kernel)
   int64_t computed_minibatches = -1;  // forward/backward passes that ran (host backend; -1: not counted)
   int abandoned_holds = 0;          // injected stalls/delays still held at the end, cut short
   double driver_cpu_s = 0;  // real clock: host CPU of the issuer and watcher threads (0: virtual)

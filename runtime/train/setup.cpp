@@ -53,6 +53,27 @@ void check_flags(const TrainConfig& cfg) {
   if (cfg.window_scope != "global" && cfg.window_scope != "neighbors")
     throw InputError("--window-scope " + cfg.window_scope + ": expected global or neighbors");
   if (!cfg.profile.empty() && !cfg.slowdown.empty()) throw InputError("--profile and --slowdown: give one of them");
+  if (cfg.cancel_at != "auto" && cfg.cancel_at != "kernel" && cfg.cancel_at != "minibatch")
+    throw InputError("--cancel-at " + cfg.cancel_at + ": expected auto, kernel or minibatch");
+}
+
+// --cancel-at, resolved: kernel where the engine can stop at a kernel boundary (host
+// workers on the real clock) or the virtual clock models it (--virtual-cancel-kernels).
+void resolve_cancel(TrainConfig& cfg, Backend backend, bool virtual_clock) {
+  const int k = cfg.model.cancel_kernels;
+  if (virtual_clock) {
+    if (cfg.cancel_at == "auto") cfg.cancel_at = k > 1 ? "kernel" : "minibatch";
+    if (cfg.cancel_at == "kernel" && k <= 1)
+      throw InputError("--cancel-at kernel on the virtual clock: give the kernels a mini-batch is cut at, "
+                       "--virtual-cancel-kernels K (K > 1)");
+    if (cfg.cancel_at == "minibatch" && k > 1)
+      throw InputError(fmt::format("--virtual-cancel-kernels {}: models --cancel-at kernel, not minibatch", k));
+    return;
+  }
+  if (cfg.cancel_at == "auto") cfg.cancel_at = backend == Backend::Host ? "kernel" : "minibatch";
+  if (cfg.cancel_at == "kernel" && backend != Backend::Host)
+    throw InputError("--cancel-at kernel: host workers only (on a GPU, cuDNN's and cuBLAS's kernels cannot read a "
+                     "cancel flag, so a running mini-batch runs to its end; use --cancel-at minibatch)");
 }
 
 bool choose_clock(const TrainConfig& cfg, Backend backend) {
@@ -114,6 +135,7 @@ std::unique_ptr<Setup> make_setup(const TrainConfig& c, const std::function<void
   s->devices = discover_devices(d);
   if (!cfg.devices.empty()) s->devices = select_devices(s->devices, cfg.devices);
   s->virtual_clock = choose_clock(cfg, s->devices.backend);
+  resolve_cancel(cfg, s->devices.backend, s->virtual_clock);
   if (comm::launch().spans()) spread_over_ranks(*s, d);  // ranks.h: N workers over the launch's ranks
   const int N = static_cast<int>(s->devices.devices.size());
   check_workers(N, cfg.host_workers > 0 ? "--host-workers" : "--devices");

@@ -36,6 +36,13 @@ int64_t TimelineStep::wasted() const {
   return n;
 }
 
+int64_t TimelineStep::cut() const {
+  int64_t n = 0;
+  for (const auto& w : workers)
+    for (const auto& mb : w.minibatches) n += mb.cut;
+  return n;
+}
+
 int64_t TimelineStep::skipped() const {
   int64_t n = 0;
   for (const auto& w : workers)
@@ -235,7 +242,9 @@ void Timeline::add_minibatch(int w, int64_t step, int64_t handle, int size, doub
   const int64_t c = ns(cfg_.model.compute_s(cfg_.flops_per_sample, size) * cfg_.model.jitter(s.jitter_rng) +
                        cfg_.model.host_cpu_s);
   mb.compute_s = s_of(c);
-  mb.injected_s = s_of(ns((dev.slowdown(step) - 1.0) * s_of(c)) + ns(dev.draw_delay_s(s.delay_rng, step)));
+  const int64_t throttle = ns((dev.slowdown(step) - 1.0) * s_of(c));
+  mb.injected_s = s_of(throttle + ns(dev.draw_delay_s(s.delay_rng, step)));
+  mb.slowed_s = s_of(c + throttle);
   r.minibatches.push_back(mb);
   ++r.pending;
   ++s.inflight;
@@ -367,12 +376,38 @@ void Timeline::start_current(int w) {
   TimelineMiniBatch& mb = r.minibatches[static_cast<size_t>(s.current.index)];
   mb.begin = begin;
   mb.end = s_of(ns(begin) + ns(mb.compute_s) + ns(mb.injected_s));
-  push(mb.end, kComplete, w, s.current.step);
+  push(mb.end, kComplete, w, s.current.step, s.gen);
   if (r.closed && r.running && !r.running_known) {
+    // It began after the close, before the close was seen (check()): with
+    // --cancel-at kernel it stops at the first boundary after the close is seen.
+    cut_running(w, r, mb, add_ns(r.close, cfg_.model.notice_latency_s));
     r.running_end = mb.end;
     r.running_known = true;
     try_exchange(s.current.step);
   }
+}
+
+// The real engine's --cancel-at kernel (HostStreamImpl::run_throttle): every task of
+// a running mini-batch looks at the close before it runs, and the throttle ends
+// with the slowed device's kernel. Here its slowed compute is K equal kernels
+// (K = --virtual-cancel-kernels); the one running when the close is seen runs to
+// its end, nothing after it, and its delay is dropped. Seen in the delay: no cut
+// (an injected delay is never cut short).
+void Timeline::cut_running(int w, TimelineWorkerStep& r, TimelineMiniBatch& mb, double seen) {
+  const int64_t K = cfg_.model.cancel_kernels;
+  if (K <= 1 || mb.begin < 0 || sync_) return;
+  const int64_t b = ns(mb.begin), S = ns(mb.slowed_s), at = ns(seen);
+  if (S <= 0 || at >= b + S || at >= ns(mb.end)) return;
+  const int64_t into = std::max<int64_t>(at - b, 0);
+  int64_t i = (into * K + S - 1) / S;  // the first boundary b + S i / K at or after `seen`
+  while (S * i / K < into) ++i;
+  const int64_t end = b + std::min(S, S * i / K);
+  if (end >= ns(mb.end)) return;
+  mb.end = s_of(end);
+  mb.cut = true;
+  WorkerState& s = ws_[static_cast<size_t>(w)];
+  push(mb.end, kComplete, w, s.current.step, ++s.gen);  // the first completion event is now stale
+  (void)r;
 }
 
 void Timeline::on_complete(int w, double t) {
@@ -389,7 +424,7 @@ void Timeline::on_complete(int w, double t) {
   if (live(item.step)) {
     TimelineWorkerStep& r = rec(item.step, w);
     TimelineMiniBatch& mb = r.minibatches[static_cast<size_t>(item.index)];
-    rates_.observe(w, mb.begin, t, mb.size);
+    if (!mb.cut) rates_.observe(w, mb.begin, t, mb.size);  // a cut one's time is no service time
     g = find_group(item.step, own_key(w));
     counted = g != nullptr && g->ctl->on_complete(g->local(w), t, mb.size);
     mb.fate = counted ? Fate::Counted : Fate::Wasted;
@@ -465,7 +500,8 @@ void Timeline::handle_close(Group& g) {
     r.close = std::max(c, r.open);
     const WorkerState& s = ws_[static_cast<size_t>(o)];
     if (s.busy && !s.current.stall && s.current.step == g.step) {
-      const TimelineMiniBatch& mb = r.minibatches[static_cast<size_t>(s.current.index)];
+      TimelineMiniBatch& mb = r.minibatches[static_cast<size_t>(s.current.index)];
+      cut_running(o, r, mb, add_ns(c, cfg_.model.notice_latency_s));
       r.running = true;
       r.running_known = mb.begin >= 0;
       r.running_end = mb.begin >= 0 ? mb.end : -1;

@@ -76,7 +76,9 @@ struct TimelineMiniBatch {
   double take = 0;      // handed out
   double begin = -1;    // its compute began (-1: it never ran)
   double compute_s = 0, injected_s = 0;
+  double slowed_s = 0;  // its compute on the slowed device: compute_s + the throttle's share of injected_s
   double end = -1;  // its completion (commit, or cancelled end)
+  bool cut = false;  // --cancel-at kernel: it ran at the close and stopped at a kernel boundary
   Fate fate = Fate::Pending;
 };
 
@@ -108,6 +110,7 @@ struct TimelineStep {
   int64_t total_samples() const;
   int64_t wasted() const;   // ran and did not count
   int64_t skipped() const;  // handed out, cancelled before they began
+  int64_t cut() const;      // wasted, and stopped at a kernel boundary (--cancel-at kernel)
 };
 
 struct TimelineConfig {
@@ -167,6 +170,7 @@ class Timeline {
     double reached = 0;  // when the stream reached the current item
     straggler::Rng delay_rng;
     straggler::Rng jitter_rng;  // the duration model's J, per (worker, step)
+    int gen = 0;  // its current mini-batch's completion event (a cut one is re-pushed)
   };
 
   void push(double t, int type, int w, int64_t step, int aux = -1);
@@ -188,6 +192,9 @@ class Timeline {
   void advance(int w, double t);
   void check(int w, double t);
   void start_current(int w);
+  // --cancel-at kernel: the running mini-batch of worker w sees its window's close
+  // at `seen` and stops at the first boundary after it (a no-op in its delay).
+  void cut_running(int w, TimelineWorkerStep& r, TimelineMiniBatch& mb, double seen);
   void on_complete(int w, double t);
   void notice(int w, int64_t step, double t, bool returned);
   void handle_close(Group& g);

@@ -38,6 +38,7 @@ TimelineStep Timeline::finish_step(int64_t step) {
     now_sim_ = t;
     switch (e.type) {
       case kComplete:
+        if (e.aux >= 0 && e.aux != ws_[static_cast<size_t>(e.worker)].gen) break;  // a cut one's first end
         on_complete(e.worker, t);
         break;
       case kDeadline:
@@ -92,7 +93,7 @@ TimelineStep Timeline::finish_step(int64_t step) {
     for (TimelineMiniBatch& mb : r.minibatches) {
       // Still queued behind a long stall: its window has closed, so it will be skipped.
       if (mb.fate == Fate::Pending) mb.fate = Fate::Skipped;
-      if (mb.begin >= 0) r.delay_s += mb.injected_s;
+      if (mb.begin >= 0) r.delay_s += mb.cut ? std::max(0.0, mb.end - mb.begin - mb.compute_s) : mb.injected_s;
     }
     // A stall that has not ended yet is still needed by the stream.
     const WorkerState& s = ws_[static_cast<size_t>(w)];

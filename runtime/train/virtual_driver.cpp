@@ -102,10 +102,12 @@ class VirtualDriver final : public WindowDriver {
     if (compute_) share_accumulators(s_, out.ready, step);  // across ranks (ranks.h); nothing in one process
     if (out.epoch < 0) out.epoch = s_.queue->current_epoch();
     skipped_ += o.skipped();
+    cut_ += o.cut();
     out.t_end = o.end();
   }
   double now() const override { return timeline_->now(); }
   int64_t skipped() const override { return skipped_; }
+  int64_t cut() const override { return cut_; }
 
   bool abandon_step(int64_t step) override {
     if (!compute_ || !stop_) return false;
@@ -141,6 +143,7 @@ class VirtualDriver final : public WindowDriver {
     handed_.clear();
     next_handle_ = 0;
     skipped_ = 0;
+    cut_ = 0;
     make_timeline();
     compute_ = false;
     StepWindow ignored;
@@ -220,6 +223,7 @@ class VirtualDriver final : public WindowDriver {
   std::map<int64_t, data::MiniBatch> handed_;
   int64_t next_handle_ = 0;
   int64_t skipped_ = 0;
+  int64_t cut_ = 0;
   bool compute_ = true;
 };
 

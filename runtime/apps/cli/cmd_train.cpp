@@ -68,6 +68,7 @@ nlohmann::json summary_json(const engine::RunSummary& s) {
           {"skipped_steps", s.skipped_steps},
           {"wasted_minibatches", s.wasted_minibatches},
           {"skipped_minibatches", s.skipped_minibatches},
+          {"cut_minibatches", s.cut_minibatches},
           {"computed_minibatches", s.computed_minibatches >= 0 ? nlohmann::json(s.computed_minibatches) : nlohmann::json()},
           {"abandoned_holds", s.abandoned_holds},
           {"driver_cpu_s", s.driver_cpu_s},
@@ -147,7 +148,8 @@ RunResult run_training(const engine::TrainConfig& cfg, const RunOutput& o) {
   }
   std::optional<MetricsLog> metrics;
   if (!cfg.out_dir.empty()) {
-    write_atomically(cfg.out_dir + "/config.json", engine::config_json(cfg) + "\n");
+    // As the run resolved it (--cancel-at auto, for one), as its checkpoints record it.
+    write_atomically(cfg.out_dir + "/config.json", engine::config_json(eng.config()) + "\n");
     metrics.emplace(cfg.out_dir + "/metrics.jsonl", cfg.resume.empty() ? -1 : eng.steps_done());
   }
   auto on_step = [&](const engine::StepRecord& r) {

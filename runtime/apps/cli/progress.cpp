@@ -135,8 +135,11 @@ std::string summary_text(const engine::TrainConfig& cfg, const engine::RunSummar
                            : fmt::format("not reached (train loss {:g})", cfg.target_loss));
   if (s.skipped_steps) row("skipped steps", std::to_string(s.skipped_steps));
   if (s.wasted_minibatches || s.skipped_minibatches)
-    row("cancelled", fmt::format("{} mini-batch(es) ran and were discarded, {} cancelled before they began",
-                                 s.wasted_minibatches, s.skipped_minibatches));
+    row("cancelled", fmt::format("{} mini-batch(es) ran and were discarded{}, {} cancelled before they began",
+                                 s.wasted_minibatches,
+                                 s.cut_minibatches ? fmt::format(" ({} stopped at a kernel boundary)", s.cut_minibatches)
+                                                   : std::string(),
+                                 s.skipped_minibatches));
   if (s.abandoned_holds)
     row("stalled workers",
         fmt::format("{} injected stall(s)/delay(s) still running at the end were not waited for", s.abandoned_holds));

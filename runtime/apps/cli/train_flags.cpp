@@ -48,6 +48,12 @@ void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
   app.add_option("--slowdown", c.slowdown, "Constant slowdown per worker, e.g. 1,1,2,4 (a profile shorthand)");
   app.add_option("--profile", c.profile, "Straggler profile: a name in profiles/ or a TOML path");
   app.add_option("--inflight", c.inflight, "Mini-batches in flight per worker stream")->capture_default_str();
+  app.add_option("--cancel-at", c.cancel_at,
+                 "Where a mini-batch running at its window's close stops: minibatch (at its end, as on a GPU), kernel "
+                 "(at the next kernel boundary, its throttle at the slowed device's; host workers), auto (kernel on "
+                 "host workers on the real clock, else minibatch; the virtual clock models kernel with "
+                 "--virtual-cancel-kernels)")
+      ->capture_default_str();
   app.add_option("--gather", c.gather,
                  "Where mini-batches are formed: device (training set uploaded once, a gather kernel) or host (a host "
                  "function into pinned memory)")
@@ -69,6 +75,10 @@ void add_train_flags(CLI::App& app, engine::TrainConfig& c) {
          "Virtual clock: a handed-out mini-batch reaches its stream this many microseconds after its hand-out at "
          "the earliest (the issuer's enqueue, the staging, the stream's wake-up), as on the host backend; it binds "
          "with --inflight 1 (default 0; bench_fidelity measures it, summary.json issue_lag_s)", "0");
+  app.add_option("--virtual-cancel-kernels", c.model.cancel_kernels,
+                 "Virtual clock: --cancel-at kernel cuts a running mini-batch at the first of this many equal slices "
+                 "of its slowed compute that ends after the close is seen (1: it runs to its end)")
+      ->capture_default_str();
   app.add_option("--virtual-jitter", c.model.jitter_cv,
                  "Virtual clock: a mini-batch's compute varies by this coefficient of variation (lognormal, mean "
                  "kept; 0: every one takes exactly its modelled time)")

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "runtime/device/check.h"
 #include "runtime/device/host/precise_sleep.h"
@@ -54,6 +55,10 @@ double HostEventImpl::host_timestamp() const {
 }
 
 // ---------------------------------------------------------------- streams
+static int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(host_timer::Clock::now().time_since_epoch()).count();
+}
+
 HostStreamImpl::HostStreamImpl(std::string name, ClockKind clock)
     : name_(std::move(name)), clock_(clock) {
   worker_ = std::thread([this] { run(); });
@@ -102,12 +107,25 @@ void HostStreamImpl::run() {
         u.decided = true;
         u.skip = u.cancelled && u.cancelled();
         if (u.skip && u.skipped) *u.skipped = 1;
+      } else if (u.closed && !u.skip && !u.cut && !t.stamp && u.closed()) {
+        // Kernel-granular: the close is seen at this boundary; the rest is cut.
+        u.cut = true;
+        u.cut_seen_ns = steady_ns();
+        if (u.cut_flag) *u.cut_flag = 1;
+        std::lock_guard<std::mutex> lk(m_);
+        ++kernel_cuts_;
       }
-      skipped = u.skip;
+      skipped = u.skip || (u.cut && !t.stamp);
+      if (u.cut && !u.skip && !t.stamp) {
+        std::lock_guard<std::mutex> lk(m_);
+        ++kernels_cut_;
+      }
     }
     if (skipped) {
       // Costs only the check: no work and, on the virtual clock, no time.
       t.modelled_s = 0;
+    } else if (t.stamp) {
+      run_throttle(t, *t.unit);
     } else if (t.hold_s >= 0) {
       // A real-clock hold (an injected stall or delay) sleeps until its time is up,
       // to a few microseconds (precise_sleep.h), or until abandon_holds() ends the run.
@@ -122,6 +140,7 @@ void HostStreamImpl::run() {
         err = std::current_exception();
       }
     }
+    if (t.unit && t.unit->closed && !skipped) t.unit->ends_ns.push_back(steady_ns());
     {
       std::lock_guard<std::mutex> lk(m_);
       if (clock_ == ClockKind::Virtual) vtime_ += t.modelled_s;
@@ -184,6 +203,92 @@ void HostStreamImpl::begin_cancellable(std::function<bool()> cancelled, int* ski
   u->skipped = skipped;
   std::lock_guard<std::mutex> lk(m_);
   unit_ = std::move(u);
+}
+
+void HostStreamImpl::cancel_at_kernels(std::function<bool()> closed, int* cut) {
+  std::lock_guard<std::mutex> lk(m_);
+  NBSGD_CHECK(unit_ != nullptr, "cancel_at_kernels outside a cancellable unit on stream " + name_);
+  NBSGD_CHECK(clock_ == ClockKind::Real, "kernel-granular cancel is for the real clock (stream " + name_ + ")");
+  unit_->closed = std::move(closed);
+  unit_->cut_flag = cut;
+}
+
+bool HostStreamImpl::granular_throttle(const uint64_t* stamp, double factor, double extra_s) {
+  std::shared_ptr<Unit> u = current_unit();
+  if (!u || !u->closed) return false;
+  Task t;
+  t.unit = std::move(u);
+  t.stamp = stamp;
+  t.factor = factor;
+  t.extra_s = extra_s;
+  enqueue(std::move(t));
+  return true;
+}
+
+void HostStreamImpl::poke() {
+  { std::lock_guard<std::mutex> lk(m_); }
+  cv_abandon_.notify_all();
+}
+
+int64_t HostStreamImpl::kernel_cuts() const {
+  std::lock_guard<std::mutex> lk(m_);
+  return kernel_cuts_;
+}
+int64_t HostStreamImpl::kernels_cut() const {
+  std::lock_guard<std::mutex> lk(m_);
+  return kernels_cut_;
+}
+
+// The slowed device of a kernel-granular unit. The unit's tasks ran at the host's
+// speed from the stamp t0; on a device s = 1 + factor times slower, the task that
+// ended at T would end at t0 + s (T - t0). The throttle holds the stream to the
+// last of those, then the additive delay. When the close is seen first (a task's
+// check cut the unit, or poke() while this holds), it holds only to the first
+// slowed end at or after that moment: the kernel the slowed device was running
+// then runs to its end, and nothing after it. The delay, once reached, is never
+// cut short; abandon_holds() ends any of it.
+void HostStreamImpl::run_throttle(const Task& t, Unit& u) {
+  const int64_t t0 = static_cast<int64_t>(*t.stamp);
+  const double s = 1.0 + t.factor;
+  auto slowed = [&](int64_t T) { return t0 + static_cast<int64_t>(std::llround(s * double(T - t0))); };
+  auto at = [](int64_t ns) { return host_timer::Clock::time_point(std::chrono::nanoseconds(ns)); };
+  // The first slowed end at or after `seen` (the last one if none is later).
+  auto boundary = [&](int64_t seen) {
+    for (int64_t T : u.ends_ns)
+      if (slowed(T) >= seen) return slowed(T);
+    return u.ends_ns.empty() ? seen : slowed(u.ends_ns.back());
+  };
+  std::unique_lock<std::mutex> lk(m_);
+  auto abandoned = [&] { return abandoned_; };
+  if (u.cut) {
+    if (host_timer::sleep_until(lk, cv_abandon_, at(boundary(u.cut_seen_ns)), abandoned)) ++cut_;
+    return;
+  }
+  const int64_t full = slowed(steady_ns());
+  auto closed = [&] { return abandoned_ || u.closed(); };
+  if (host_timer::sleep_until(lk, cv_abandon_, at(full), closed)) {
+    if (abandoned_) {
+      ++cut_;
+      return;
+    }
+    const int64_t b = boundary(steady_ns());
+    if (b < full) {
+      u.cut = true;
+      if (u.cut_flag) *u.cut_flag = 1;
+      ++kernel_cuts_;
+      if (host_timer::sleep_until(lk, cv_abandon_, at(b), abandoned)) ++cut_;
+      return;
+    }
+    // Seen in the last slowed kernel: it ends at `full`, then the delay.
+    if (host_timer::sleep_until(lk, cv_abandon_, at(full), abandoned)) {
+      ++cut_;
+      return;
+    }
+  }
+  if (t.extra_s > 0) {
+    const int64_t until = full + static_cast<int64_t>(std::llround(t.extra_s * 1e9));
+    if (host_timer::sleep_until(lk, cv_abandon_, at(until), abandoned)) ++cut_;
+  }
 }
 
 void HostStreamImpl::end_cancellable() {

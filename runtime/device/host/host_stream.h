@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "runtime/device/stream.h"
 
@@ -71,6 +72,11 @@ class HostStreamImpl final : public StreamImpl {
   void* native() const override { return nullptr; }
   void begin_cancellable(std::function<bool()> cancelled, int* skipped) override;
   void end_cancellable() override;
+  void cancel_at_kernels(std::function<bool()> closed, int* cut) override;
+  void poke() override;
+  bool granular_throttle(const uint64_t* stamp, double factor, double extra_s) override;
+  int64_t kernel_cuts() const override;
+  int64_t kernels_cut() const override;
   void begin_batch() override;
   void end_batch() override;
   int abandon_holds() override;
@@ -78,17 +84,31 @@ class HostStreamImpl final : public StreamImpl {
 
  private:
   // One cancellable unit: decided by its first task to run, obeyed by the rest.
+  // Kernel-granular (closed set): each later task looks again, and from the first
+  // that sees the close the rest is skipped (cut). The end times of the tasks that
+  // ran are the boundaries a throttle in the unit scales (granular_throttle).
   struct Unit {
     std::function<bool()> cancelled;
     int* skipped = nullptr;
     bool decided = false, skip = false;
+    std::function<bool()> closed;  // kernel-granular: the pure check
+    bool cut = false;
+    int* cut_flag = nullptr;       // set to 1 at the cut
+    int64_t cut_seen_ns = 0;       // when the cut was seen (steady ns)
+    std::vector<int64_t> ends_ns;  // end of each task that ran (steady ns)
   };
   struct Task {
     std::function<void()> fn;
     double modelled_s = 0.0;
     std::shared_ptr<Unit> unit;  // null: not cancellable
     double hold_s = -1;          // >= 0: a real-clock hold (abandonable)
+    // A throttle of a kernel-granular unit: holds to stamp + (1 + factor) (T - stamp)
+    // + extra for the unit's last task end T, or, once the close is seen, to the end
+    // of the slowed kernel running then (run_throttle).
+    const uint64_t* stamp = nullptr;
+    double factor = 0, extra_s = 0;
   };
+  void run_throttle(const Task& t, Unit& u);
   void enqueue(Task t);
   std::shared_ptr<Unit> current_unit() const;
   void run();
@@ -107,6 +127,7 @@ class HostStreamImpl final : public StreamImpl {
   std::shared_ptr<Unit> unit_;  // the unit being enqueued (enqueuing side)
   bool abandoned_ = false;
   int cut_ = 0;
+  int64_t kernel_cuts_ = 0, kernels_cut_ = 0;  // kernel-granular units cut, tasks they skipped
   std::condition_variable cv_abandon_;
   std::exception_ptr error_;
   std::thread worker_;
