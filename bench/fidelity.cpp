@@ -16,8 +16,11 @@
 //     issuer and watcher threads' CPU per mini-batch, from their thread CPU clocks
 //     in two calibration runs of their own, and --virtual-issue-us to the measured
 //     lag from a depth-bound hand-out to its stream reaching it (a calibration run
-//     with --inflight 1), against the same run on the real clock; the same model
-//     without the four beside it, since equal costs tie exactly there and not here.
+//     with --inflight 1), and --virtual-cancel-kernels to the compute stream's
+//     kernels and library calls per mini-batch (the real clock's --cancel-at auto is
+//     kernel on host workers: a running mini-batch stops at the next of them), against
+//     the same run on the real clock; the same model without the five beside it, since
+//     equal costs tie exactly there and not here.
 //     Predicted and measured samples/s, counted mini-batches per worker per step,
 //     wasted (and, real clock, skipped-before-start) mini-batches, the error.
 //     Windows: sync, fastest, adaptive and quorum:10 (10 of the 16 mini-batches).
@@ -25,7 +28,9 @@
 //     model has no processor sharing (see the issue-5 note).
 //  3. Real-clock efficiency, slowdown 1,4: samples/s over r + r/4, r measured in the
 //     same repetition. Targets: fastest >= 0.90, adaptive >= 0.93; sync, dpsgd and
-//     matcha (fastest, complete topology) beside them; --inflight 1 against 2.
+//     matcha (fastest, complete topology) beside them; --inflight 1 against 2;
+//     fastest and adaptive with --cancel-at minibatch (the engine before kernel cuts).
+//     Also over r + r4, r4 one worker alone at slowdown 4 in the same repetition.
 // Every run is validated before its numbers are used (samples, epochs and computed
 // mini-batches add up). Real-clock runs are interleaved over repetitions after one
 // warm-up run; medians and ranges are printed, with the load average.
@@ -375,7 +380,9 @@ int main(int argc, char** argv) {
                 "slowdown): sync %.1f us, fastest %.1f us; the models' host CPU (--virtual-host-us)\n",
                 host_sync * 1e6, host_nb * 1e6);
     std::printf("  a depth-bound hand-out to its stream reaching it (fastest, --inflight 1, no slowdown): %.1f us, "
-                "the models' issue latency (--virtual-issue-us)\n\n", issue_lag * 1e6);
+                "the models' issue latency (--virtual-issue-us)\n", issue_lag * 1e6);
+    std::printf("  kernels and library calls per mini-batch on the compute stream: %d, where the real clock's "
+                "--cancel-at kernel stops a running one (--virtual-cancel-kernels)\n\n", cancel_kernels);
     out["standalone"] = {{"clock", "real"}, {"threads_per_worker", 1},
                          {"alone_rate", r_alone}, {"alone_slowdown4_rate", r_alone4}, {"minibatch_s", c_alone},
                          {"together_1_1_rate_each", r_together0}, {"together_1_4_fast_rate", r_together4_fast},

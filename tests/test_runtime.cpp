@@ -167,11 +167,12 @@ TEST(HostStream, AKernelGranularUnitStopsAtTheFirstTaskAfterTheClose) {
       ran.push_back(i);
       if (i == 2) closed.store(true);  // the close, seen before task 3
     }, Issue::Launch);
+  s.host_bookkeeping([&ran] { ran.push_back(50); });  // no kernel: never cut
   s.end_cancellable();
   s.record(after);
   s.host_task([&ran] { ran.push_back(100); });
   s.synchronize();
-  EXPECT_EQ(ran, (std::vector<int>{0, 1, 2, 100}));
+  EXPECT_EQ(ran, (std::vector<int>{0, 1, 2, 50, 100}));
   EXPECT_EQ(cut, 1);
   EXPECT_EQ(skipped, 0);
   EXPECT_EQ(s.kernel_cuts(), 1);

@@ -81,7 +81,7 @@ void Stream::device_task(std::function<void()> fn, Issue as) {
 }
 void Stream::host_bookkeeping(std::function<void()> fn) {
   NBSGD_CHECK(backend() == Backend::Host, "host_bookkeeping: host streams only");
-  impl_->host_task(std::move(fn), 0.0);
+  impl_->host_bookkeeping(std::move(fn));
 }
 void Stream::note(Issue as) { impl_->issued[slot_of(as)].fetch_add(1, std::memory_order_relaxed); }
 IssueCounts Stream::counts() const {

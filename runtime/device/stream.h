@@ -114,7 +114,8 @@ class Stream {
   // copy): an ordered task like host_task, counted as `as`. Host streams only.
   void device_task(std::function<void()> fn, Issue as);
   // Host backend only: bookkeeping that has no counterpart on a GPU (the host's own
-  // counters), an ordered task that the counts leave out.
+  // counters), an ordered task that the counts leave out. It is no kernel: in a
+  // cancellable unit it runs unless the whole unit is skipped, even after a cut.
   void host_bookkeeping(std::function<void()> fn);
   // Counts a device operation enqueued on a CUDA stream (kernels, cuBLAS, cuDNN, copies).
   void note(Issue as);
@@ -225,6 +226,8 @@ class StreamImpl {
   virtual void begin_cancellable(std::function<bool()>, int*) {}
   virtual void end_cancellable() {}
   virtual void cancel_at_kernels(std::function<bool()>, int*) {}
+  // Host: bookkeeping is no kernel: a kernel-granular unit never cuts it.
+  virtual void host_bookkeeping(std::function<void()> fn) { host_task(std::move(fn), 0.0); }
   virtual void poke() {}
   // Host: enqueues kernels::throttle as a task of the current kernel-granular unit
   // and returns true; false (the caller enqueues the plain throttle) otherwise.

@@ -396,7 +396,7 @@ void RealDriver::issue(int w, int64_t step, double open, bool trace) {
     wk.stage_and_compute(k, s_.data.train, mb->indices, stamp);
     if (slowdown > 1.0 || extra > 0) {
       NBSGD_NVTX_RANGE("injected:throttle", nvtx::kInjected);
-      if (probe && host) cs.host_task([probe] { probe->mid = steady_now_s(); });
+      if (probe && host) cs.host_bookkeeping([probe] { probe->mid = steady_now_s(); });
       kernels::throttle(cs, stamp, slowdown - 1.0, extra, kernels::DelayMode::Idle);
     }
     if (unit) cs.end_cancellable();

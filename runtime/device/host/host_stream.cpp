@@ -107,7 +107,7 @@ void HostStreamImpl::run() {
         u.decided = true;
         u.skip = u.cancelled && u.cancelled();
         if (u.skip && u.skipped) *u.skipped = 1;
-      } else if (u.closed && !u.skip && !u.cut && !t.stamp && u.closed()) {
+      } else if (u.closed && !u.skip && !u.cut && !t.stamp && !t.bookkeeping && u.closed()) {
         // Kernel-granular: the close is seen at this boundary; the rest is cut.
         u.cut = true;
         u.cut_seen_ns = steady_ns();
@@ -115,8 +115,9 @@ void HostStreamImpl::run() {
         std::lock_guard<std::mutex> lk(m_);
         ++kernel_cuts_;
       }
-      skipped = u.skip || (u.cut && !t.stamp);
-      if (u.cut && !u.skip && !t.stamp) {
+      const bool kernel = !t.stamp && !t.bookkeeping;
+      skipped = u.skip || (u.cut && kernel);
+      if (u.cut && !u.skip && kernel) {
         std::lock_guard<std::mutex> lk(m_);
         ++kernels_cut_;
       }
@@ -140,7 +141,7 @@ void HostStreamImpl::run() {
         err = std::current_exception();
       }
     }
-    if (t.unit && t.unit->closed && !skipped) t.unit->ends_ns.push_back(steady_ns());
+    if (t.unit && t.unit->closed && !skipped && !t.bookkeeping) t.unit->ends_ns.push_back(steady_ns());
     {
       std::lock_guard<std::mutex> lk(m_);
       if (clock_ == ClockKind::Virtual) vtime_ += t.modelled_s;
@@ -178,6 +179,14 @@ void HostStreamImpl::end_batch() {
 
 double HostStreamImpl::now_locked() const {
   return clock_ == ClockKind::Virtual ? vtime_ : steady_now_s();
+}
+
+void HostStreamImpl::host_bookkeeping(std::function<void()> fn) {
+  Task t;
+  t.fn = std::move(fn);
+  t.unit = current_unit();
+  t.bookkeeping = true;
+  enqueue(std::move(t));
 }
 
 void HostStreamImpl::host_task(std::function<void()> fn, double modelled_s) {

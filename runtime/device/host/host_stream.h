@@ -73,6 +73,7 @@ class HostStreamImpl final : public StreamImpl {
   void begin_cancellable(std::function<bool()> cancelled, int* skipped) override;
   void end_cancellable() override;
   void cancel_at_kernels(std::function<bool()> closed, int* cut) override;
+  void host_bookkeeping(std::function<void()> fn) override;
   void poke() override;
   bool granular_throttle(const uint64_t* stamp, double factor, double extra_s) override;
   int64_t kernel_cuts() const override;
@@ -107,6 +108,7 @@ class HostStreamImpl final : public StreamImpl {
     // of the slowed kernel running then (run_throttle).
     const uint64_t* stamp = nullptr;
     double factor = 0, extra_s = 0;
+    bool bookkeeping = false;  // no kernel: not cut (host_bookkeeping)
   };
   void run_throttle(const Task& t, Unit& u);
   void enqueue(Task t);
