@@ -380,7 +380,7 @@ void Timeline::start_current(int w) {
   if (r.closed && r.running && !r.running_known) {
     // It began after the close, before the close was seen (check()): with
     // --cancel-at kernel it stops at the first boundary after the close is seen.
-    cut_running(w, r, mb, add_ns(r.close, cfg_.model.notice_latency_s));
+    cut_running(w, mb, add_ns(r.close, cfg_.model.notice_latency_s));
     r.running_end = mb.end;
     r.running_known = true;
     try_exchange(s.current.step);
@@ -393,7 +393,7 @@ void Timeline::start_current(int w) {
 // (K = --virtual-cancel-kernels); the one running when the close is seen runs to
 // its end, nothing after it, and its delay is dropped. Seen in the delay: no cut
 // (an injected delay is never cut short).
-void Timeline::cut_running(int w, TimelineWorkerStep& r, TimelineMiniBatch& mb, double seen) {
+void Timeline::cut_running(int w, TimelineMiniBatch& mb, double seen) {
   const int64_t K = cfg_.model.cancel_kernels;
   if (K <= 1 || mb.begin < 0 || sync_) return;
   const int64_t b = ns(mb.begin), S = ns(mb.slowed_s), at = ns(seen);
@@ -407,7 +407,6 @@ void Timeline::cut_running(int w, TimelineWorkerStep& r, TimelineMiniBatch& mb, 
   mb.cut = true;
   WorkerState& s = ws_[static_cast<size_t>(w)];
   push(mb.end, kComplete, w, s.current.step, ++s.gen);  // the first completion event is now stale
-  (void)r;
 }
 
 void Timeline::on_complete(int w, double t) {
@@ -501,7 +500,7 @@ void Timeline::handle_close(Group& g) {
     const WorkerState& s = ws_[static_cast<size_t>(o)];
     if (s.busy && !s.current.stall && s.current.step == g.step) {
       TimelineMiniBatch& mb = r.minibatches[static_cast<size_t>(s.current.index)];
-      cut_running(o, r, mb, add_ns(c, cfg_.model.notice_latency_s));
+      cut_running(o, mb, add_ns(c, cfg_.model.notice_latency_s));
       r.running = true;
       r.running_known = mb.begin >= 0;
       r.running_end = mb.begin >= 0 ? mb.end : -1;

@@ -194,7 +194,7 @@ class Timeline {
   void start_current(int w);
   // --cancel-at kernel: the running mini-batch of worker w sees its window's close
   // at `seen` and stops at the first boundary after it (a no-op in its delay).
-  void cut_running(int w, TimelineWorkerStep& r, TimelineMiniBatch& mb, double seen);
+  void cut_running(int w, TimelineMiniBatch& mb, double seen);
   void on_complete(int w, double t);
   void notice(int w, int64_t step, double t, bool returned);
   void handle_close(Group& g);
